@@ -1,1 +1,5 @@
-fn main() {}
+//! The `tally` binary: everything lives in the library; this only runs it.
+
+fn main() -> std::process::ExitCode {
+    tally_agent::cli::main()
+}

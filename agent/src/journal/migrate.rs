@@ -1,0 +1,82 @@
+//! Journal format versions and the migrations between them.
+//!
+//! The format version lives in the `meta` table. A journal from a newer tally is refused with
+//! both versions named; an older one is brought up to date in a single write transaction, so a
+//! crash during a migration leaves the old format intact.
+
+use redb::{ReadableDatabase, TableHandle, WriteTransaction};
+
+use super::tables::{self, META, Read, Write};
+use super::{Journal, JournalError};
+
+/// The journal format this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+const VERSION_KEY: &str = "format_version";
+
+/// Migration `i` takes a journal from format `i` to format `i + 1`.
+const MIGRATIONS: [fn(&WriteTransaction) -> Result<(), JournalError>; 1] = [create_tables];
+
+/// Format 0 is a new, empty file: create every table.
+fn create_tables(tx: &WriteTransaction) -> Result<(), JournalError> {
+    for name in tables::ALL_TABLES {
+        tables::create_table(tx, name)?;
+    }
+    Ok(())
+}
+
+fn stored_version(tx: &impl Read) -> Result<u32, JournalError> {
+    Ok(match tx.get(&META, VERSION_KEY)? {
+        Some(bytes) if bytes.len() == 4 => {
+            u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+        }
+        Some(_) => {
+            return Err(JournalError::BadRecord {
+                table: META.name.to_string(),
+                key: VERSION_KEY.to_string(),
+                reason: "the format version is not a 4-byte number".to_string(),
+            });
+        }
+        None => 0,
+    })
+}
+
+pub(super) fn migrate(journal: &Journal) -> Result<(), JournalError> {
+    let current = {
+        let tx = journal.db.begin_read()?;
+        let has_meta = tx.list_tables().is_ok_and(|mut names| names.any(|t| t.name() == META.name));
+        if has_meta { stored_version(&tx)? } else { 0 }
+    };
+    if current == FORMAT_VERSION {
+        return Ok(());
+    }
+    if current > FORMAT_VERSION {
+        return Err(JournalError::NewerFormat {
+            path: journal.path.clone(),
+            found: current,
+            supported: FORMAT_VERSION,
+        });
+    }
+    journal.write(|tx| {
+        // Another process may have migrated between our read and this write.
+        let version = stored_version(tx)?;
+        if version > FORMAT_VERSION {
+            return Err(JournalError::NewerFormat {
+                path: journal.path.clone(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        for step in &MIGRATIONS[version as usize..FORMAT_VERSION as usize] {
+            step(tx)?;
+        }
+        tx.put(&META, VERSION_KEY, &FORMAT_VERSION.to_le_bytes().to_vec())?;
+        Ok(())
+    })
+}
+
+/// Writes a format version as if a newer or older tally had, for tests.
+#[doc(hidden)]
+pub fn force_version(journal: &Journal, version: u32) -> Result<(), JournalError> {
+    journal.write(|tx| tx.put(&META, VERSION_KEY, &version.to_le_bytes().to_vec()))
+}
