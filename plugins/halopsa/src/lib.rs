@@ -1,0 +1,1 @@
+//! halopsa adapter.
