@@ -13,3 +13,4 @@ pub mod logging;
 pub mod mapping;
 pub mod model;
 pub mod reconcile;
+pub mod sync;

@@ -235,21 +235,43 @@ pub struct Listing {
 }
 
 /// A card: one company and product, both quantities, and what to do.
+///
+/// Usage that cannot be placed on a company and product (an unmapped or excluded account or
+/// service) gets a card of its own, keyed by vendor, account and service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Card {
+    /// Short stable id users type (`tally approve c-1a2b3c4d`).
+    pub id: String,
+    /// The journal key: `company<SEP>product`, or `~vendor<SEP>account<SEP>service`.
+    pub key: String,
     pub company_id: String,
+    pub company_name: String,
     pub product_id: String,
+    pub product_name: String,
     pub vendor_quantity: Option<Decimal>,
     pub psa_quantity: Option<Decimal>,
+    /// The quantity a write would set, after the product's rounding rule.
+    pub target: Option<Decimal>,
     pub status: CardStatus,
     /// The line a change would be written to, when one is chosen.
     pub line_id: Option<String>,
     pub agreement_id: Option<String>,
     pub unit_price: Option<Decimal>,
+    /// Contributing vendor usage: `vendor/account/service` and its quantity.
+    pub sources: Vec<(String, Decimal)>,
     /// Human-readable notes: line choice, guardrails, flags.
     pub notes: Vec<String>,
     pub decision: Decision,
     pub computed_at: Millis,
+}
+
+/// An approval given with `tally approve`, for one card and one target quantity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub card_key: String,
+    pub target: Decimal,
+    pub approved_at: Millis,
+    pub approved_by: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

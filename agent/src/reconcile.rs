@@ -1,9 +1,604 @@
-//! Reconciliation: cards from the journal.
+//! Reconciliation: from the journal's usage, mappings and billing lines to cards.
+//!
+//! For each PSA company C and product P (DESIGN.md section 7): the vendor quantity is the sum
+//! of the latest usage of every (account, service) mapped to (C, P); the PSA quantity is the
+//! sum of the lines in force today on active, recurring agreements of billable companies. The
+//! apply policy and the product's guardrails then decide what may be written.
+//!
+//! This module only computes and stores cards; it never talks to a PSA. It takes no decision
+//! while a PSA listing is incomplete (case C04): cards are still shown, but nothing applies.
+//!
+//! Line choice: a card writes to the one line in force for (C, P). With no line in force, a new
+//! line goes on the company's only active recurring agreement. Several lines in force, or
+//! several candidate agreements, are ambiguous: the card is blocked for review (case C32).
 
-use crate::config::Config;
-use crate::journal::Journal;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Recomputes every card. Called after a sync, a push, an import or a mapping change.
-pub fn refresh(_journal: &Journal, _config: &Config) -> anyhow::Result<()> {
-    Ok(())
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ApplyPolicy, Config};
+use crate::journal::tables::{self, SEP, key2};
+use crate::journal::{Journal, Read, Write};
+use crate::model::{
+    Card, CardStatus, Decision, Mapping, ProductRules, Rounding, Target, UsageCount, now_millis,
+};
+
+/// What a refresh changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Refresh {
+    pub cards: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+/// Recomputes every card as of today (UTC). Called after a sync, a push, an import or a
+/// mapping change; only cards whose content changed are rewritten.
+pub fn refresh(journal: &Journal, config: &Config) -> anyhow::Result<Refresh> {
+    refresh_on(journal, config, &today())
+}
+
+/// Today's date in UTC, `YYYY-MM-DD`.
+pub fn today() -> String {
+    let now = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day())
+}
+
+/// The short id users type for a card key.
+pub fn card_id(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    format!("c-{:02x}{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2], digest[3])
+}
+
+/// Recomputes every card as of `today` (`YYYY-MM-DD`).
+pub fn refresh_on(journal: &Journal, config: &Config, today: &str) -> anyhow::Result<Refresh> {
+    let cards = compute(journal, config, today)?;
+    let now = now_millis();
+    journal.write(|tx| {
+        let mut result = Refresh { cards: cards.len(), ..Refresh::default() };
+        let existing: HashMap<String, Card> = tx.scan(&tables::CARDS, "")?.into_iter().collect();
+        for (key, mut card) in cards.iter().map(|c| (c.key.clone(), c.clone())) {
+            match existing.get(&key) {
+                Some(old) if same_content(old, &card) => {}
+                _ => {
+                    card.computed_at = now;
+                    tx.put(&tables::CARDS, &key, &card)?;
+                    result.changed += 1;
+                }
+            }
+        }
+        let keep: BTreeSet<&str> = cards.iter().map(|c| c.key.as_str()).collect();
+        for key in existing.keys().filter(|k| !keep.contains(k.as_str())) {
+            tx.delete(&tables::CARDS, key)?;
+            result.removed += 1;
+        }
+        Ok::<_, anyhow::Error>(result)
+    })
+}
+
+fn same_content(a: &Card, b: &Card) -> bool {
+    let mut b = b.clone();
+    b.computed_at = a.computed_at;
+    *a == b
+}
+
+struct Snapshot {
+    companies: HashMap<String, crate::model::Company>,
+    products: HashMap<String, crate::model::Product>,
+    agreements: HashMap<String, crate::model::Agreement>,
+    lines: Vec<crate::model::BillingLine>,
+    usage: Vec<UsageCount>,
+    account_map: HashMap<String, Mapping>,
+    service_map: HashMap<String, Mapping>,
+    rules: HashMap<String, ProductRules>,
+    approvals: HashMap<String, crate::model::Approval>,
+    account_names: HashMap<String, String>,
+    service_names: HashMap<String, String>,
+    incomplete: Vec<String>,
+}
+
+fn snapshot(journal: &Journal) -> anyhow::Result<Snapshot> {
+    let tx = journal.read()?;
+    let incomplete = tx
+        .scan(&tables::STREAMS, "")?
+        .into_iter()
+        .filter(|(_, s)| {
+            s.listing.is_some()
+                || s.last_error_at.is_some_and(|e| s.last_complete_at.is_none_or(|c| e > c))
+        })
+        .map(|(name, _)| name.replace(SEP, "/"))
+        .collect();
+    Ok(Snapshot {
+        companies: tx.scan(&tables::COMPANIES, "")?.into_iter().collect(),
+        products: tx.scan(&tables::PRODUCTS, "")?.into_iter().collect(),
+        agreements: tx.scan(&tables::AGREEMENTS, "")?.into_iter().collect(),
+        lines: tx.values(&tables::BILLING_LINES, "")?,
+        usage: tx.values(&tables::USAGE, "")?,
+        account_map: tx.scan(&tables::ACCOUNT_MAPPINGS, "")?.into_iter().collect(),
+        service_map: tx.scan(&tables::SERVICE_MAPPINGS, "")?.into_iter().collect(),
+        rules: tx.scan(&tables::PRODUCT_RULES, "")?.into_iter().collect(),
+        approvals: tx.scan(&tables::APPROVALS, "")?.into_iter().collect(),
+        account_names: tx
+            .values(&tables::ACCOUNTS, "")?
+            .into_iter()
+            .map(|a| (key2(&a.vendor, &a.id), a.name))
+            .collect(),
+        service_names: tx
+            .values(&tables::SERVICES, "")?
+            .into_iter()
+            .map(|s| (key2(&s.vendor, &s.id), s.name))
+            .collect(),
+        incomplete,
+    })
+}
+
+#[derive(Default)]
+struct Pair {
+    vendor: Option<Decimal>,
+    sources: Vec<(String, Decimal)>,
+    stable: bool,
+    psa: Option<Decimal>,
+    lines: Vec<crate::model::BillingLine>,
+    future: Vec<crate::model::BillingLine>,
+}
+
+/// Computes every card without storing anything.
+pub fn compute(journal: &Journal, config: &Config, today: &str) -> anyhow::Result<Vec<Card>> {
+    let snap = snapshot(journal)?;
+    let mut pairs: BTreeMap<(String, String), Pair> = BTreeMap::new();
+    let mut cards = Vec::new();
+
+    // Vendor side.
+    for usage in &snap.usage {
+        let account_key = key2(&usage.vendor, &usage.account_id);
+        let service_key = key2(&usage.vendor, &usage.service_id);
+        let source = format!("{}/{}/{}", usage.vendor, usage.account_id, usage.service_id);
+        let account = snap.account_map.get(&account_key).map(|m| &m.target);
+        let service = snap.service_map.get(&service_key).map(|m| &m.target);
+        match (account, service) {
+            (Some(Target::Id(company)), Some(Target::Id(product))) => {
+                let pair = pairs.entry((company.clone(), product.clone())).or_default();
+                *pair.vendor.get_or_insert(Decimal::ZERO) += usage.quantity;
+                pair.sources.push((source, usage.quantity));
+                let rules = snap.rules.get(product).cloned().unwrap_or_default();
+                let stable = is_stable(usage, rules.require_stable_pulls);
+                pair.stable = if pair.sources.len() == 1 { stable } else { pair.stable && stable };
+            }
+            (account, service) => {
+                let excluded = matches!(account, Some(Target::Excluded))
+                    || matches!(service, Some(Target::Excluded));
+                let key = format!(
+                    "~{}",
+                    tables::key3(&usage.vendor, &usage.account_id, &usage.service_id)
+                );
+                let account_name = snap
+                    .account_names
+                    .get(&account_key)
+                    .cloned()
+                    .unwrap_or(usage.account_id.clone());
+                let service_name = snap
+                    .service_names
+                    .get(&service_key)
+                    .cloned()
+                    .unwrap_or(usage.service_id.clone());
+                let mut notes = Vec::new();
+                if !excluded {
+                    if !matches!(account, Some(Target::Id(_))) {
+                        notes.push(format!(
+                            "vendor account \"{account_name}\" ({}) is not mapped to a company",
+                            usage.account_id
+                        ));
+                    }
+                    if !matches!(service, Some(Target::Id(_))) {
+                        notes.push(format!(
+                            "vendor service \"{service_name}\" ({}) is not mapped to a product",
+                            usage.service_id
+                        ));
+                    }
+                }
+                let (company_id, company_name) = match account {
+                    Some(Target::Id(c)) => (c.clone(), company_name(&snap, c)),
+                    _ => (String::new(), format!("{} (vendor {})", account_name, usage.vendor)),
+                };
+                let (product_id, product_name) = match service {
+                    Some(Target::Id(p)) => (p.clone(), product_name(&snap, p)),
+                    _ => (String::new(), format!("{service_name} (vendor {})", usage.vendor)),
+                };
+                cards.push(Card {
+                    id: card_id(&key),
+                    key,
+                    company_id,
+                    company_name,
+                    product_id,
+                    product_name,
+                    vendor_quantity: Some(usage.quantity),
+                    psa_quantity: None,
+                    target: None,
+                    status: if excluded { CardStatus::Excluded } else { CardStatus::Unmapped },
+                    line_id: None,
+                    agreement_id: None,
+                    unit_price: None,
+                    sources: vec![(source, usage.quantity)],
+                    notes,
+                    decision: Decision::None,
+                    computed_at: 0,
+                });
+            }
+        }
+    }
+
+    // PSA side: lines in force today on active recurring agreements of billable companies.
+    let backed: BTreeSet<&str> = snap
+        .service_map
+        .values()
+        .filter_map(|m| match &m.target {
+            Target::Id(p) => Some(p.as_str()),
+            _ => None,
+        })
+        .collect();
+    for line in &snap.lines {
+        let Some(agreement) = snap.agreements.get(&line.agreement_id) else { continue };
+        let company_id =
+            if line.company_id.is_empty() { &agreement.company_id } else { &line.company_id };
+        if !agreement.active || !agreement.recurring || agreement.seen.retired_at.is_some() {
+            continue;
+        }
+        if snap.companies.get(company_id).is_some_and(|c| !c.billable) {
+            continue;
+        }
+        let key = (company_id.clone(), line.product_id.clone());
+        let interesting = pairs.contains_key(&key) || backed.contains(line.product_id.as_str());
+        if !interesting {
+            continue;
+        }
+        if line.in_force_on(today) {
+            let pair = pairs.entry(key).or_default();
+            *pair.psa.get_or_insert(Decimal::ZERO) += line.quantity;
+            pair.lines.push(line.clone());
+        } else if line.is_future_on(today)
+            && let Some(pair) = pairs.get_mut(&key)
+        {
+            pair.future.push(line.clone());
+        } else if line.is_future_on(today) {
+            pairs.entry(key).or_default().future.push(line.clone());
+        }
+    }
+
+    for ((company_id, product_id), pair) in pairs {
+        if pair.vendor.is_none() && pair.psa.is_none() {
+            continue;
+        }
+        cards.push(card_for(&snap, config, company_id, product_id, pair));
+    }
+    cards.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(cards)
+}
+
+fn is_stable(usage: &UsageCount, required: u32) -> bool {
+    if required <= 1 {
+        return true;
+    }
+    let needed = required as usize - 1;
+    usage.previous.len() >= needed
+        && usage.previous[..needed].iter().all(|(q, _)| *q == usage.quantity)
+}
+
+fn company_name(snap: &Snapshot, id: &str) -> String {
+    snap.companies.get(id).map(|c| c.name.clone()).unwrap_or_else(|| format!("company {id}"))
+}
+
+fn product_name(snap: &Snapshot, id: &str) -> String {
+    snap.products
+        .get(id)
+        .map(|p| match &p.identifier {
+            Some(ident) if !ident.is_empty() => ident.clone(),
+            _ => p.description.clone(),
+        })
+        .unwrap_or_else(|| format!("product {id}"))
+}
+
+/// The quantity a write would set, or why none can be set (case C15).
+pub fn round(quantity: Decimal, rules: &ProductRules) -> Result<Decimal, String> {
+    let rounded = match rules.rounding {
+        Rounding::Exact => quantity,
+        Rounding::Ceil => quantity.ceil(),
+        Rounding::Round => {
+            quantity.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        }
+    };
+    if rules.whole_units && rounded.fract() != Decimal::ZERO {
+        return Err(format!(
+            "vendor quantity {quantity} is not a whole number and this product takes whole units \
+             only; set `rounding = \"ceil\"` or `\"round\"` for it in the mapping file"
+        ));
+    }
+    Ok(rounded.normalize())
+}
+
+fn card_for(
+    snap: &Snapshot,
+    config: &Config,
+    company_id: String,
+    product_id: String,
+    pair: Pair,
+) -> Card {
+    let key = key2(&company_id, &product_id);
+    let rules = snap.rules.get(&product_id).cloned().unwrap_or_default();
+    let mut notes = Vec::new();
+    let company = snap.companies.get(&company_id);
+    let status = match (pair.vendor, pair.psa) {
+        (Some(v), Some(p)) => match round(v, &rules) {
+            Ok(t) if t == p => CardStatus::Match,
+            _ => CardStatus::Reconcile,
+        },
+        (Some(_), None) => CardStatus::New,
+        (None, Some(_)) => CardStatus::Stale,
+        (None, None) => CardStatus::Match,
+    };
+    for future in &pair.future {
+        notes.push(format!(
+            "line {} ({}) starts {}: not counted yet",
+            future.id,
+            future.quantity,
+            future.effective_date.as_deref().unwrap_or("later")
+        ));
+    }
+
+    // Which line a change would go to.
+    let mut line_id = None;
+    let mut agreement_id = None;
+    let mut unit_price = snap.products.get(&product_id).and_then(|p| p.unit_price);
+    let mut blocked: Option<String> = None;
+    match pair.lines.as_slice() {
+        [line] => {
+            line_id = Some(line.id.clone());
+            agreement_id = Some(line.agreement_id.clone());
+            unit_price = line.unit_price.or(unit_price);
+        }
+        [] => {
+            let candidates: Vec<&crate::model::Agreement> = snap
+                .agreements
+                .values()
+                .filter(|a| {
+                    a.company_id == company_id
+                        && a.active
+                        && a.recurring
+                        && a.seen.retired_at.is_none()
+                })
+                .collect();
+            match candidates.as_slice() {
+                [agreement] => agreement_id = Some(agreement.id.clone()),
+                [] => {
+                    blocked = Some(
+                        "the company has no active recurring agreement to add a line to".into(),
+                    )
+                }
+                several => {
+                    let mut ids: Vec<&str> = several.iter().map(|a| a.id.as_str()).collect();
+                    ids.sort();
+                    blocked = Some(format!(
+                        "the company has {} active recurring agreements ({}); add the line in the \
+                         PSA on the right one",
+                        several.len(),
+                        ids.join(", ")
+                    ))
+                }
+            }
+        }
+        several => {
+            let ids: Vec<String> =
+                several.iter().map(|l| format!("{} ({})", l.id, l.quantity)).collect();
+            blocked = Some(format!(
+                "ambiguous: {} lines are in force for this product ({}); review them in the PSA",
+                several.len(),
+                ids.join(", ")
+            ));
+        }
+    }
+    if let Some(company) = company
+        && (company.deleted || company.seen.retired_at.is_some())
+    {
+        blocked = Some(format!(
+            "company {} is deleted or merged in the PSA; map its vendor accounts to the surviving \
+             company",
+            company.id
+        ));
+    }
+    if company.is_none() && !company_id.is_empty() {
+        blocked = Some(format!("company {company_id} is not in the journal yet; run a sync"));
+    }
+    if !snap.incomplete.is_empty() {
+        blocked = Some(format!(
+            "no change is decided while a PSA listing is incomplete ({}); run a sync",
+            snap.incomplete.join(", ")
+        ));
+    }
+
+    let target = match status {
+        CardStatus::Reconcile | CardStatus::New => match pair.vendor.map(|v| round(v, &rules)) {
+            Some(Ok(t)) => Some(t),
+            Some(Err(reason)) => {
+                blocked = blocked.or(Some(reason));
+                None
+            }
+            None => None,
+        },
+        CardStatus::Stale => Some(Decimal::ZERO),
+        _ => None,
+    };
+
+    let decision = match (status, target) {
+        (CardStatus::Match, _) | (_, None) => {
+            if let Some(reason) = blocked.filter(|_| status != CardStatus::Match) {
+                Decision::Blocked(reason)
+            } else {
+                Decision::None
+            }
+        }
+        (_, Some(target)) => match blocked {
+            Some(reason) => Decision::Blocked(reason),
+            None => decide(config, &rules, &key, status, target, pair.psa, pair.stable, snap),
+        },
+    };
+    if status == CardStatus::Stale {
+        notes.push("billed in the PSA, but no mapped vendor reports usage".to_string());
+    }
+
+    Card {
+        id: card_id(&key),
+        key,
+        company_name: company_name(snap, &company_id),
+        product_name: product_name(snap, &product_id),
+        company_id,
+        product_id,
+        vendor_quantity: pair.vendor,
+        psa_quantity: pair.psa,
+        target,
+        status,
+        line_id,
+        agreement_id,
+        unit_price,
+        sources: pair.sources,
+        notes,
+        decision,
+        computed_at: 0,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    config: &Config,
+    rules: &ProductRules,
+    key: &str,
+    status: CardStatus,
+    target: Decimal,
+    psa: Option<Decimal>,
+    stable: bool,
+    snap: &Snapshot,
+) -> Decision {
+    let approved = snap.approvals.get(key).is_some_and(|a| a.target == target);
+    if approved {
+        return Decision::Apply;
+    }
+    let policy = match rules.apply.as_deref() {
+        Some("none") => ApplyPolicy::None,
+        Some("increases") => ApplyPolicy::Increases,
+        Some("all") => ApplyPolicy::All,
+        _ => config.psa.as_ref().map(|p| p.apply).unwrap_or_default(),
+    };
+    if policy == ApplyPolicy::None {
+        return Decision::ReportOnly;
+    }
+    let current = psa.unwrap_or(Decimal::ZERO);
+    let change = target - current;
+    let reduction = change < Decimal::ZERO;
+    if status == CardStatus::Stale {
+        return Decision::Held("no vendor usage: removing billing waits for approval".to_string());
+    }
+    if rules.never_auto_zero && target.is_zero() {
+        return Decision::Held(
+            "the vendor reports zero; this product never drops to zero by itself".into(),
+        );
+    }
+    if !stable {
+        return Decision::Held(format!(
+            "waiting for {} equal vendor reports before applying",
+            rules.require_stable_pulls
+        ));
+    }
+    if let Some(max) = rules.max_auto_change_abs
+        && change.abs() > max
+    {
+        return Decision::Held(format!(
+            "change of {} exceeds the product's limit of {max}",
+            change.abs()
+        ));
+    }
+    if let Some(max) = rules.max_auto_change_pct
+        && !current.is_zero()
+        && (change.abs() * Decimal::from(100) / current) > max
+    {
+        return Decision::Held(format!("change exceeds the product's limit of {max} %"));
+    }
+    if reduction {
+        match policy {
+            ApplyPolicy::Increases => {
+                return Decision::Held(
+                    "reductions wait for approval (apply = \"increases\")".into(),
+                );
+            }
+            ApplyPolicy::All => {
+                let threshold = config
+                    .psa
+                    .as_ref()
+                    .map(|p| p.hold_reductions_over)
+                    .unwrap_or(Decimal::from(20));
+                if !current.is_zero() && (-change * Decimal::from(100) / current) > threshold {
+                    return Decision::Held(format!(
+                        "reduction of {} % exceeds hold_reductions_over = {threshold}",
+                        (-change * Decimal::from(100) / current).round_dp(1)
+                    ));
+                }
+            }
+            ApplyPolicy::None => unreachable!("handled above"),
+        }
+    }
+    Decision::Apply
+}
+
+/// Records approvals for the given card ids (or every held card), as of their current target.
+pub fn approve(
+    journal: &Journal,
+    ids: &[String],
+    all: bool,
+    by: &str,
+) -> anyhow::Result<Vec<Card>> {
+    journal.write(|tx| {
+        let cards = tx.values(&tables::CARDS, "")?;
+        let mut approved = Vec::new();
+        let mut unknown: Vec<&String> =
+            ids.iter().filter(|id| !cards.iter().any(|c| &c.id == *id)).collect();
+        unknown.sort();
+        if let Some(id) = unknown.first() {
+            anyhow::bail!(crate::cli::UsageError(format!(
+                "no card {id}; `tally report` lists card ids"
+            )));
+        }
+        for card in cards {
+            let wanted = all || ids.contains(&card.id);
+            if !wanted {
+                continue;
+            }
+            let Some(target) = card.target else {
+                if !all {
+                    anyhow::bail!(crate::cli::UsageError(format!(
+                        "card {} ({} / {}) has no change to approve",
+                        card.id, card.company_name, card.product_name
+                    )));
+                }
+                continue;
+            };
+            if all && !matches!(card.decision, Decision::Held(_)) {
+                continue;
+            }
+            if let Decision::Blocked(reason) = &card.decision {
+                anyhow::bail!(crate::cli::UsageError(format!(
+                    "card {} cannot be applied: {reason}",
+                    card.id
+                )));
+            }
+            tx.put(
+                &tables::APPROVALS,
+                &card.key,
+                &crate::model::Approval {
+                    card_key: card.key.clone(),
+                    target,
+                    approved_at: now_millis(),
+                    approved_by: by.to_string(),
+                },
+            )?;
+            approved.push(card);
+        }
+        Ok(approved)
+    })
 }

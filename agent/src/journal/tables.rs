@@ -64,11 +64,12 @@ pub const SYNC_RUNS: Table<model::SyncRun> = Table::new("sync_runs");
 pub const AUDIT: Table<model::AuditEntry> = Table::new("audit");
 pub const CARDS: Table<model::Card> = Table::new("cards");
 pub const PRODUCT_RULES: Table<model::ProductRules> = Table::new("product_rules");
+pub const APPROVALS: Table<model::Approval> = Table::new("approvals");
 /// Small single records by name, such as the mapping file state.
 pub const STATE: Table<Vec<u8>> = Table::new("state");
 
 /// Names of every table, created together by the first migration.
-pub const ALL_TABLES: [&str; 18] = [
+pub const ALL_TABLES: [&str; 19] = [
     META.name,
     COMPANIES.name,
     PRODUCTS.name,
@@ -86,6 +87,7 @@ pub const ALL_TABLES: [&str; 18] = [
     AUDIT.name,
     CARDS.name,
     PRODUCT_RULES.name,
+    APPROVALS.name,
     STATE.name,
 ];
 

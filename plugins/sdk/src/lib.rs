@@ -60,8 +60,7 @@ pub fn build_info() -> BuildInfo {
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
-        static __TALLY_RUNTIME: $crate::runtime::Runtime<$plugin> =
-            $crate::runtime::Runtime::new();
+        static __TALLY_RUNTIME: $crate::runtime::Runtime<$plugin> = $crate::runtime::Runtime::new();
 
         unsafe extern "C" fn __tally_invoke(input: *const u8, len: usize) -> $crate::abi::Buffer {
             // SAFETY: the host passes a pointer to `len` readable bytes for this call.

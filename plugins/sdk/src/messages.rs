@@ -237,9 +237,13 @@ pub enum Step {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum OpResult {
-    Probed { detail: String },
+    Probed {
+        detail: String,
+    },
     /// The state of a line after a read or a write.
-    Line { line: BillingLine },
+    Line {
+        line: BillingLine,
+    },
     /// A listing that ends without a page.
     Listed,
 }
@@ -310,7 +314,13 @@ pub struct PluginError {
 impl PluginError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         let retryable = matches!(kind, ErrorKind::RateLimited | ErrorKind::Server);
-        PluginError { kind, message: message.into(), retryable, retry_after_seconds: None, field: None }
+        PluginError {
+            kind,
+            message: message.into(),
+            retryable,
+            retry_after_seconds: None,
+            field: None,
+        }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {

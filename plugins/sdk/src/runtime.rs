@@ -54,7 +54,10 @@ impl<P: Plugin> Runtime<P> {
         let call: Call = match serde_json::from_slice(input) {
             Ok(call) => call,
             Err(error) => {
-                return failed(ErrorKind::Internal, format!("the host sent a malformed call: {error}"));
+                return failed(
+                    ErrorKind::Internal,
+                    format!("the host sent a malformed call: {error}"),
+                );
             }
         };
         match call {
@@ -98,7 +101,10 @@ impl<P: Plugin> Runtime<P> {
             Call::Step { operation, input } => {
                 let taken = self.lock().operations.remove(&operation);
                 let Some((session, mut machine)) = taken else {
-                    return failed(ErrorKind::Internal, format!("no running operation {operation}"));
+                    return failed(
+                        ErrorKind::Internal,
+                        format!("no running operation {operation}"),
+                    );
                 };
                 let step = machine.step(input);
                 if !matches!(step, Step::Done { .. }) {
