@@ -1,1 +1,9 @@
-//! Emulators.
+//! Emulators of the PSAs tally talks to, with the fixtures they serve. Each emulator is a real
+//! HTTP server on 127.0.0.1, started in-process by the workspace tests, by `tally demo` and by
+//! the benchmark, so the agent and its plugins run against the same requests and answers they
+//! would meet in the field, faults included. Emulators never reach beyond the loopback address.
+
+// serde_json's `json!` recurses once per key; the ConnectWise records are wide.
+#![recursion_limit = "256"]
+
+pub mod connectwise;

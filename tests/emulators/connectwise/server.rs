@@ -1,0 +1,409 @@
+//! The emulator handle: it binds 127.0.0.1 on a free port, runs the server on its own thread with
+//! its own tokio runtime (so synchronous tests and async code alike can use it), serves every
+//! connection itself so that a fault can close one without answering, and stops everything when
+//! dropped. Through the handle a test reads the log, arms faults and reads or changes the data
+//! while a sync runs; every such call takes the same lock the handlers take.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, header};
+use axum::{Extension, Router};
+use base64::Engine;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use time::OffsetDateTime;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, oneshot};
+
+use super::api;
+use super::faults::{FaultBook, FaultRule};
+use super::fixtures::CwData;
+use super::lock;
+use super::model::{Addition, Agreement, CatalogItem, Company};
+use super::request_log::{LoggedRequest, RequestLog};
+use super::state::{RecordRef, State, WriteCounts};
+
+/// The codebase `/login/companyinfo` reports and the API is served under.
+pub const CODEBASE: &str = "v4_6_release/";
+
+/// What a client must present: `Authorization: Basic base64("{company_id}+{public_key}:
+/// {private_key}")` and a `clientId` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub company_id: String,
+    pub public_key: String,
+    pub private_key: String,
+    pub client_id: String,
+}
+
+impl Default for Credentials {
+    fn default() -> Credentials {
+        Credentials {
+            company_id: "tallydemo".to_owned(),
+            public_key: "Xq3pK7uVd2LmN9rT".to_owned(),
+            private_key: "b8Fh2JwQ6sYz4CkE".to_owned(),
+            client_id: "5f1c9e2a-7b3d-4e8f-9a60-2c4d8b1e7f35".to_owned(),
+        }
+    }
+}
+
+impl Credentials {
+    /// The `Authorization` header value these credentials make.
+    pub fn authorization(&self) -> String {
+        let user = format!("{}+{}:{}", self.company_id, self.public_key, self.private_key);
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user))
+    }
+}
+
+/// Closes one connection from inside a handler (see `Fault::DropConnection`).
+#[derive(Clone, Default)]
+pub struct KillSwitch(Arc<Notify>);
+
+impl KillSwitch {
+    pub fn trigger(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// What the server and the handle share.
+pub struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) log: RequestLog,
+    pub(crate) faults: FaultBook,
+    pub(crate) credentials: Credentials,
+    pub(crate) codebase: String,
+    latency_micros: AtomicU64,
+    /// Overrides the scheme and host of `Link` and `_href` URLs.
+    origin_override: Mutex<Option<String>>,
+    /// The address the emulator listens on, for requests without a `Host` header.
+    addr: SocketAddr,
+}
+
+impl Shared {
+    pub(crate) fn latency(&self) -> Duration {
+        Duration::from_micros(self.latency_micros.load(Ordering::Relaxed))
+    }
+
+    /// `http://host:port` as the client addressed the emulator, unless overridden.
+    pub(crate) fn origin_for(&self, headers: &HeaderMap) -> String {
+        if let Some(origin) = lock(&self.origin_override).clone() {
+            return origin;
+        }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        match host {
+            Some(host) if !host.is_empty() => format!("http://{host}"),
+            _ => format!("http://{}", self.addr),
+        }
+    }
+}
+
+/// A running ConnectWise PSA emulator; dropping it stops the server.
+pub struct ConnectWiseEmulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ConnectWiseEmulator {
+    /// Starts an emulator serving `fixture` with the default credentials.
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port or runtime can be had; use `try_start` to handle that.
+    pub fn start(fixture: CwData) -> ConnectWiseEmulator {
+        match ConnectWiseEmulator::try_start(fixture, Credentials::default()) {
+            Ok(emulator) => emulator,
+            Err(e) => panic!("cannot start the ConnectWise emulator: {e}"),
+        }
+    }
+
+    /// Starts an emulator serving `fixture` that accepts `credentials`.
+    pub fn try_start(fixture: CwData, credentials: Credentials) -> io::Result<ConnectWiseEmulator> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cw-emulator")
+            .enable_all()
+            .build()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new(fixture)),
+            log: RequestLog::default(),
+            faults: FaultBook::default(),
+            credentials,
+            codebase: CODEBASE.to_owned(),
+            latency_micros: AtomicU64::new(0),
+            origin_override: Mutex::new(None),
+            addr,
+        });
+        let (shutdown, stop) = oneshot::channel();
+        let router = api::router(shared.clone());
+        let thread =
+            std::thread::Builder::new().name("cw-emulator".to_owned()).spawn(move || {
+                runtime.block_on(accept_loop(listener, router, stop));
+                runtime.shutdown_timeout(Duration::from_secs(2));
+            })?;
+        Ok(ConnectWiseEmulator { shared, addr, shutdown: Some(shutdown), thread: Some(thread) })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `127.0.0.1:PORT`, the host part of the site URL.
+    pub fn site(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `v4_6_release/`, as `/login/companyinfo` reports it.
+    pub fn codebase(&self) -> &str {
+        &self.shared.codebase
+    }
+
+    /// `http://127.0.0.1:PORT/v4_6_release/apis/3.0`
+    pub fn api_url(&self) -> String {
+        format!("{}/{}apis/3.0", self.base_url(), self.shared.codebase)
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.shared.credentials
+    }
+
+    pub fn company_id(&self) -> &str {
+        &self.shared.credentials.company_id
+    }
+
+    pub fn public_key(&self) -> &str {
+        &self.shared.credentials.public_key
+    }
+
+    pub fn private_key(&self) -> &str {
+        &self.shared.credentials.private_key
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.shared.credentials.client_id
+    }
+
+    /// The `Authorization` header value the emulator accepts.
+    pub fn authorization(&self) -> String {
+        self.shared.credentials.authorization()
+    }
+
+    // Request log.
+
+    /// Every request received since the start or the last `clear_log`, in arrival order.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.shared.log.entries()
+    }
+
+    /// Forgets the logged requests and the counters.
+    pub fn clear_log(&self) {
+        self.shared.log.clear();
+    }
+
+    /// Requests received per path as sent (e.g. `/v4_6_release/apis/3.0/company/companies`).
+    pub fn request_counts(&self) -> BTreeMap<String, usize> {
+        self.shared.log.counts()
+    }
+
+    /// Requests received whose API path matches `pattern` (as in `FaultRule::new`).
+    pub fn request_count(&self, pattern: &str) -> usize {
+        let codebase = self.shared.codebase.clone();
+        self.shared.log.count_matching(pattern, |path| {
+            let prefix = format!("/{codebase}apis/3.0/");
+            path.strip_prefix(&prefix).unwrap_or(path.trim_start_matches('/')).to_owned()
+        })
+    }
+
+    /// Keeps (the default) or stops keeping log entries; counters are always kept.
+    pub fn set_logging(&self, enabled: bool) {
+        self.shared.log.set_enabled(enabled);
+    }
+
+    // Faults and timing.
+
+    /// Arms a fault (see `FaultRule`).
+    pub fn inject(&self, rule: FaultRule) {
+        self.shared.faults.add(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// Rules that could still fire.
+    pub fn armed_faults(&self) -> usize {
+        self.shared.faults.armed()
+    }
+
+    /// A delay added to every request before it is handled (default none).
+    pub fn set_latency(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.shared.latency_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// Makes `Link` and `_href` URLs start with `origin` (e.g. `http://other.example`) instead of
+    /// the host the client addressed, to test that a client refuses to follow them; `None`
+    /// restores the default.
+    pub fn set_link_origin(&self, origin: Option<&str>) {
+        *lock(&self.shared.origin_override) = origin.map(|o| o.trim_end_matches('/').to_owned());
+    }
+
+    // Data.
+
+    /// Runs `f` on the data under the lock, for changes that must happen at once.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut lock(&self.shared.state))
+    }
+
+    /// A copy of every record.
+    pub fn snapshot(&self) -> CwData {
+        lock(&self.shared.state).snapshot()
+    }
+
+    /// The PATCH and POST writes applied through the API.
+    pub fn writes(&self) -> WriteCounts {
+        lock(&self.shared.state).writes
+    }
+
+    pub fn company(&self, id: i64) -> Option<Company> {
+        lock(&self.shared.state).company(id).cloned()
+    }
+
+    pub fn catalog_item(&self, id: i64) -> Option<CatalogItem> {
+        lock(&self.shared.state).catalog_item(id).cloned()
+    }
+
+    pub fn agreement(&self, id: i64) -> Option<Agreement> {
+        lock(&self.shared.state).agreement(id).cloned()
+    }
+
+    pub fn addition(&self, agreement_id: i64, id: i64) -> Option<Addition> {
+        lock(&self.shared.state).addition(agreement_id, id).cloned()
+    }
+
+    /// The additions of one agreement, in id order.
+    pub fn additions(&self, agreement_id: i64) -> Vec<Addition> {
+        lock(&self.shared.state).additions_of(agreement_id).cloned().collect()
+    }
+
+    /// Adds or replaces a company exactly as given, `last_updated` included.
+    pub fn add_company(&self, company: Company) {
+        lock(&self.shared.state).put_company(company);
+    }
+
+    pub fn add_catalog_item(&self, item: CatalogItem) {
+        lock(&self.shared.state).put_catalog_item(item);
+    }
+
+    pub fn add_agreement(&self, agreement: Agreement) {
+        lock(&self.shared.state).put_agreement(agreement);
+    }
+
+    pub fn add_addition(&self, addition: Addition) {
+        lock(&self.shared.state).put_addition(addition);
+    }
+
+    /// Changes a company as a user editing it in ConnectWise would: `lastUpdated` moves forward.
+    /// False when there is no such company.
+    pub fn update_company(&self, id: i64, change: impl FnOnce(&mut Company)) -> bool {
+        lock(&self.shared.state).write_company(id, change)
+    }
+
+    pub fn update_catalog_item(&self, id: i64, change: impl FnOnce(&mut CatalogItem)) -> bool {
+        lock(&self.shared.state).write_catalog_item(id, change)
+    }
+
+    pub fn update_agreement(&self, id: i64, change: impl FnOnce(&mut Agreement)) -> bool {
+        lock(&self.shared.state).write_agreement(id, change)
+    }
+
+    pub fn update_addition(
+        &self,
+        agreement_id: i64,
+        id: i64,
+        change: impl FnOnce(&mut Addition),
+    ) -> bool {
+        lock(&self.shared.state).write_addition(agreement_id, id, change)
+    }
+
+    pub fn remove_company(&self, id: i64) -> Option<Company> {
+        lock(&self.shared.state).remove_company(id)
+    }
+
+    pub fn remove_catalog_item(&self, id: i64) -> Option<CatalogItem> {
+        lock(&self.shared.state).remove_catalog_item(id)
+    }
+
+    /// Removes an agreement and its additions.
+    pub fn remove_agreement(&self, id: i64) -> Option<Agreement> {
+        lock(&self.shared.state).remove_agreement(id)
+    }
+
+    pub fn remove_addition(&self, agreement_id: i64, id: i64) -> Option<Addition> {
+        lock(&self.shared.state).remove_addition(agreement_id, id)
+    }
+
+    /// Sets `deletedFlag` as a ConnectWise merge does, leaving status and `lastUpdated` alone
+    /// (case C12).
+    pub fn set_company_deleted_flag(&self, id: i64, deleted: bool) -> bool {
+        lock(&self.shared.state).set_company_deleted_flag(id, deleted)
+    }
+
+    /// Sets a record's `lastUpdated` to `at` (kept to the millisecond), e.g. to make a row
+    /// appear behind a client's cursor (cases C16, C17).
+    pub fn set_last_updated(&self, record: RecordRef, at: OffsetDateTime) -> bool {
+        lock(&self.shared.state).set_last_updated(record, at)
+    }
+}
+
+impl Drop for ConnectWiseEmulator {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    router: Router,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                tokio::spawn(serve_connection(stream, router.clone()));
+            }
+        }
+    }
+}
+
+/// Serves one connection until the client closes it or a fault asks to close it unanswered.
+async fn serve_connection(stream: TcpStream, router: Router) {
+    let _ = stream.set_nodelay(true);
+    let kill = KillSwitch::default();
+    let service = TowerToHyperService::new(router.layer(Extension(kill.clone())));
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = connection => {}
+        _ = kill.0.notified() => {}
+    }
+}
