@@ -41,7 +41,9 @@ fn the_session_asks_for_the_codebase_once() {
     let mut second = start(&plugin, list("products", ListMode::Full, None));
     let request = sent(second.step(StepInput::Start));
     assert!(
-        request.url.starts_with("https://api-na.myconnectwise.net/v2017_3/apis/3.0/procurement/catalog?"),
+        request
+            .url
+            .starts_with("https://api-na.myconnectwise.net/v2017_3/apis/3.0/procurement/catalog?"),
         "{}",
         request.url
     );

@@ -81,7 +81,11 @@ fn condition_for(cursor: &str, lookback_seconds: u64) -> String {
     let operation = Operation::List {
         stream: "companies".into(),
         mode: ListMode::Incremental,
-        checkpoint: Some(Checkpoint { cursor: Some(cursor.into()), tie_id: None, page_token: None }),
+        checkpoint: Some(Checkpoint {
+            cursor: Some(cursor.into()),
+            tie_id: None,
+            page_token: None,
+        }),
         parent_id: None,
         lookback_seconds,
     };
@@ -146,9 +150,18 @@ fn c06_the_dst_switch_hours_land_on_their_utc_instants() {
 
 #[test]
 fn instants_are_never_written_with_a_12_hour_clock() {
-    assert_eq!(instant(datetime!(2024-05-01 15:00:00 UTC)).ok(), Some("[2024-05-01T15:00:00Z]".into()));
-    assert_eq!(instant(datetime!(2024-05-01 00:30:00 UTC)).ok(), Some("[2024-05-01T00:30:00Z]".into()));
-    assert_eq!(instant(datetime!(2024-05-01 12:30:00 UTC)).ok(), Some("[2024-05-01T12:30:00Z]".into()));
+    assert_eq!(
+        instant(datetime!(2024-05-01 15:00:00 UTC)).ok(),
+        Some("[2024-05-01T15:00:00Z]".into())
+    );
+    assert_eq!(
+        instant(datetime!(2024-05-01 00:30:00 UTC)).ok(),
+        Some("[2024-05-01T00:30:00Z]".into())
+    );
+    assert_eq!(
+        instant(datetime!(2024-05-01 12:30:00 UTC)).ok(),
+        Some("[2024-05-01T12:30:00Z]".into())
+    );
 }
 
 #[test]
@@ -166,7 +179,8 @@ fn c16_a_millisecond_cursor_is_kept_exactly_and_queried_from_its_whole_second() 
 
     // The second run asks `>=` the truncated second, sees the same rows (the host drops them
     // by id and updated_at) and keeps the cursor exactly as it was.
-    let mut second = start(&plugin, list("companies", ListMode::Incremental, Some(checkpoint.clone())));
+    let mut second =
+        start(&plugin, list("companies", ListMode::Incremental, Some(checkpoint.clone())));
     let run = drive(&mut *second, listing_server(rows));
     assert_eq!(
         raw_param(&run.requests[0].url, "conditions"),

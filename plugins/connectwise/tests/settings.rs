@@ -97,10 +97,11 @@ fn optional_settings_take_their_defaults() {
     assert!(!parsed.include_prospects);
     assert!(!parsed.include_non_recurring);
 
-    let parsed = match Settings::parse(&settings_with(json!({"codebase": "v2017_3", "page_size": 250}))) {
-        Ok(parsed) => parsed,
-        Err(error) => panic!("{error}"),
-    };
+    let parsed =
+        match Settings::parse(&settings_with(json!({"codebase": "v2017_3", "page_size": 250}))) {
+            Ok(parsed) => parsed,
+            Err(error) => panic!("{error}"),
+        };
     assert_eq!(parsed.codebase.as_deref(), Some("v2017_3/"));
     assert_eq!(parsed.page_size, 250);
 }

@@ -193,8 +193,15 @@ pub fn record_id(record: &Record) -> String {
 }
 
 /// Runs a machine to its end, answering each request with `server`.
-pub fn drive(machine: &mut dyn Machine, mut server: impl FnMut(&HttpRequest) -> HttpResponse) -> Run {
-    let mut run = Run { requests: Vec::new(), pages: Vec::new(), end: Step::Done { result: OpResult::Listed } };
+pub fn drive(
+    machine: &mut dyn Machine,
+    mut server: impl FnMut(&HttpRequest) -> HttpResponse,
+) -> Run {
+    let mut run = Run {
+        requests: Vec::new(),
+        pages: Vec::new(),
+        end: Step::Done { result: OpResult::Listed },
+    };
     let mut step = machine.step(StepInput::Start);
     for _ in 0..10_000 {
         match step {
@@ -239,7 +246,8 @@ pub fn company_rows(ids: std::ops::RangeInclusive<u64>) -> Vec<Value> {
 pub fn listing_server(rows: Vec<Value>) -> impl FnMut(&HttpRequest) -> HttpResponse {
     move |request| {
         let page: usize = param(&request.url, "page").and_then(|p| p.parse().ok()).unwrap_or(1);
-        let size: usize = param(&request.url, "pageSize").and_then(|p| p.parse().ok()).unwrap_or(25);
+        let size: usize =
+            param(&request.url, "pageSize").and_then(|p| p.parse().ok()).unwrap_or(25);
         let since = param(&request.url, "conditions").and_then(|c| condition_instant(&c));
         let mut matching: Vec<&Value> = rows
             .iter()
@@ -250,8 +258,7 @@ pub fn listing_server(rows: Vec<Value>) -> impl FnMut(&HttpRequest) -> HttpRespo
             })
             .collect();
         matching.sort_by_key(|row| row["id"].as_u64());
-        let slice: Vec<&Value> =
-            matching.into_iter().skip((page - 1) * size).take(size).collect();
+        let slice: Vec<&Value> = matching.into_iter().skip((page - 1) * size).take(size).collect();
         ok(serde_json::to_string(&slice).unwrap_or_default())
     }
 }
