@@ -275,8 +275,13 @@ fn next_page_from_link(
     response: &HttpResponse,
     page: u64,
 ) -> Result<Link, PluginError> {
-    let Some(header) = response.header("Link") else { return Ok(Link::Absent) };
-    let Some(target) = link_target(header, "next") else { return Ok(Link::NoNext) };
+    let links = response.header("Link").map(links).unwrap_or_default();
+    if links.is_empty() {
+        // No header, or none that can be read: the page count decides.
+        return Ok(Link::Absent);
+    }
+    let next = links.iter().find(|(_, rels)| rels.iter().any(|r| r.eq_ignore_ascii_case("next")));
+    let Some(&(target, _)) = next else { return Ok(Link::NoNext) };
 
     let site = Url::parse(&session.settings().site)
         .map_err(|error| errors::internal(format!("the site no longer parses: {error}")))?;
@@ -303,30 +308,28 @@ fn next_page_from_link(
     }
 }
 
-/// The target of the first link with relation `rel` in a `Link` header value.
-fn link_target<'a>(header: &'a str, rel: &str) -> Option<&'a str> {
+/// The links of a `Link` header value that carry a `rel`, as (target, relations).
+fn links(header: &str) -> Vec<(&str, Vec<&str>)> {
+    let mut found = Vec::new();
     let mut rest = header;
     while let Some(open) = rest.find('<') {
         let after = &rest[open + 1..];
-        let close = after.find('>')?;
+        let Some(close) = after.find('>') else { break };
         let target = &after[..close];
         let params_end = after[close + 1..].find('<').map_or(after.len(), |i| close + 1 + i);
         let params = &after[close + 1..params_end];
-        let matches = params.split(';').any(|param| {
-            let Some((key, value)) = param.split_once('=') else { return false };
-            key.trim().eq_ignore_ascii_case("rel")
-                && value
-                    .trim()
-                    .trim_end_matches(',')
-                    .trim()
-                    .trim_matches('"')
-                    .split_whitespace()
-                    .any(|r| r.eq_ignore_ascii_case(rel))
-        });
-        if matches {
-            return Some(target);
+        let relations: Vec<&str> = params
+            .split(';')
+            .filter_map(|param| param.split_once('='))
+            .filter(|(key, _)| key.trim().eq_ignore_ascii_case("rel"))
+            .flat_map(|(_, value)| {
+                value.trim().trim_end_matches(',').trim().trim_matches('"').split_whitespace()
+            })
+            .collect();
+        if !relations.is_empty() {
+            found.push((target, relations));
         }
         rest = &after[params_end..];
     }
-    None
+    found
 }

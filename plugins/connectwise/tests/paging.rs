@@ -315,3 +315,46 @@ fn c12_companies_listings_never_filter_out_deleted_companies() {
         }
     }
 }
+
+#[test]
+fn odd_link_headers_never_panic_and_relative_links_stay_on_the_site() {
+    // (Link header on a full first page, the next page or `None` for a refusal, last page)
+    let cases = [
+        ("<", Some(2), false),
+        (">", Some(2), false),
+        ("<>", Some(2), false),
+        ("<a>; rel", Some(2), false),
+        ("<https://api-na.myconnectwise.net/x?page=2>;rel=next", Some(2), false),
+        (
+            r#"</v4_6_release/apis/3.0/company/companies?pageSize=2&page=2>; rel="next""#,
+            Some(2),
+            false,
+        ),
+        (r#"<?page=1>; rel="prev first", <?page=4>; rel="last next""#, Some(4), false),
+        ("<ünïcode>; rel=\"next\"", Some(2), false),
+        (r#"<https://api-na.myconnectwise.net/x?page=1>; rel="first""#, None, true),
+        (r#"<https://api-na.myconnectwise.net/x?page=1>; rel="next""#, None, false),
+        (r#"<https://api-na.myconnectwise.net/x?page=ü>; rel="next""#, None, false),
+    ];
+    for (link, next, last) in cases {
+        let plugin = open(settings_with(json!({ "page_size": 2 })));
+        let mut machine = start(&plugin, list("companies", ListMode::Full, None));
+        let _ = sent(machine.step(StepInput::Start));
+        let step = respond(&mut *machine, link_page(2, link));
+        match step {
+            Step::Page { checkpoint, last: true, .. } => {
+                assert!(last, "{link}: ended the listing");
+                assert_eq!(checkpoint.page_token, None);
+            }
+            Step::Page { checkpoint, last: false, .. } => {
+                assert_eq!(checkpoint.page_token, next.map(|n| n.to_string()), "{link}");
+            }
+            Step::Failed { error } => {
+                assert!(next.is_none() && !last, "{link}: {error}");
+                assert_eq!(error.kind, ErrorKind::MalformedResponse, "{link}");
+                assert!(!error.retryable, "{link}");
+            }
+            other => panic!("{link}: unexpected {other:?}"),
+        }
+    }
+}
