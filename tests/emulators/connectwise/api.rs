@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, http};
 use base64::Engine;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::errors::ApiError;
@@ -298,16 +299,18 @@ async fn close_without_answer(kill: Option<KillSwitch>) -> Response {
 }
 
 /// Announces the whole body, sends half of it, then fails the stream so the connection closes.
+/// The failure waits a moment so that the status line, headers and first half are flushed first.
 async fn abort_mid_body(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let half = bytes.slice(..bytes.len() / 2);
     parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-        Ok(half),
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "emulated abort")),
-    ];
-    Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(chunks)))
+    let head = futures_util::stream::iter([Ok::<Bytes, std::io::Error>(half)]);
+    let tail = futures_util::stream::once(async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "emulated abort"))
+    });
+    Response::from_parts(parts, Body::from_stream(head.chain(tail)))
 }
 
 /// Checks `Authorization: Basic base64("{companyId}+{publicKey}:{privateKey}")` and `clientId`.

@@ -50,10 +50,12 @@ pub struct State {
 
 impl State {
     pub fn new(data: CwData) -> State {
-        let mut state = State::default();
-        state.companies = data.companies.into_iter().map(|c| (c.id, c)).collect();
-        state.catalog = data.products.into_iter().map(|p| (p.id, p)).collect();
-        state.agreements = data.agreements.into_iter().map(|a| (a.id, a)).collect();
+        let mut state = State {
+            companies: data.companies.into_iter().map(|c| (c.id, c)).collect(),
+            catalog: data.products.into_iter().map(|p| (p.id, p)).collect(),
+            agreements: data.agreements.into_iter().map(|a| (a.id, a)).collect(),
+            ..State::default()
+        };
         for addition in data.additions {
             state.put_addition(addition);
         }
