@@ -17,16 +17,55 @@ pub fn status(_ctx: &Ctx) -> anyhow::Result<ExitCode> {
     not_yet("status")
 }
 
-pub fn report(_ctx: &Ctx, _args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    not_yet("report")
+pub fn report(ctx: &Ctx, args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let journal = ctx.journal()?;
+    let mut out = std::io::stdout().lock();
+    if args.history {
+        crate::report::print_history(&journal, ctx.format, &mut out)?;
+    } else {
+        let cards = crate::report::select(&journal, args)?;
+        crate::report::print_cards(&cards, ctx.format, &mut out)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn map(_ctx: &Ctx, _args: &MapArgs) -> anyhow::Result<ExitCode> {
-    not_yet("map")
+pub fn map(ctx: &Ctx, args: &MapArgs) -> anyhow::Result<ExitCode> {
+    crate::mapping::view::run(ctx, args)
 }
 
-pub fn approve(_ctx: &Ctx, _args: &ApproveArgs) -> anyhow::Result<ExitCode> {
-    not_yet("approve")
+pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
+    if args.cards.is_empty() && !args.all {
+        return Err(crate::cli::UsageError(
+            "name the cards to approve (ids from `tally report`), or pass --all".into(),
+        )
+        .into());
+    }
+    let journal = ctx.journal()?;
+    let by = format!("approved by {}", whoami());
+    let approved = crate::reconcile::approve(&journal, &args.cards, args.all, &by)?;
+    crate::reconcile::refresh(&journal, &ctx.config)?;
+    if ctx.format == crate::cli::Format::Json {
+        let ids: Vec<&str> = approved.iter().map(|c| c.id.as_str()).collect();
+        println!("{}", serde_json::json!({ "approved": ids }));
+    } else if approved.is_empty() {
+        println!("nothing to approve: no card is held");
+    } else {
+        for card in &approved {
+            println!(
+                "approved {}: {} / {} -> {}",
+                card.id,
+                card.company_name,
+                card.product_name,
+                card.target.map(|t| t.normalize().to_string()).unwrap_or_default()
+            );
+        }
+        println!("the next sync writes approved changes to the PSA (or run `tally sync` now)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn whoami() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
 }
 
 pub fn integration(_ctx: &Ctx, _cmd: &IntegrationCommand) -> anyhow::Result<ExitCode> {

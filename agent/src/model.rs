@@ -101,7 +101,7 @@ impl BillingLine {
 }
 
 /// A customer as a vendor knows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub vendor: String,
     pub id: String,
@@ -112,7 +112,7 @@ pub struct Account {
 }
 
 /// A vendor SKU.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     pub vendor: String,
     pub id: String,
@@ -450,4 +450,27 @@ pub struct MappingFileState {
     pub error_at: Option<Millis>,
     pub accounts_mapped: u64,
     pub services_mapped: u64,
+}
+
+/// One call a vendor made to the intake API: when, what, and how tally answered. Never holds a
+/// key or a request body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntakeCall {
+    pub at: Millis,
+    pub method: String,
+    pub path: String,
+    /// The HTTP status tally answered with.
+    pub status: u16,
+    /// What the answer said: "Success - ..." or the error message.
+    pub message: String,
+}
+
+/// What a vendor integration's calls to the intake API looked like, for `tally integration
+/// check`: the latest call and the latest refused one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct IntakeContact {
+    pub calls: u64,
+    pub failures: u64,
+    pub last: Option<IntakeCall>,
+    pub last_failure: Option<IntakeCall>,
 }

@@ -361,3 +361,13 @@ fn upsert(
         sdk::Record::Account(_) | sdk::Record::Service(_) | sdk::Record::Usage(_) => Ok(false),
     }
 }
+
+/// Stores one billing line as the PSA returned it after a write or a read.
+pub fn put_line(
+    tx: &redb::WriteTransaction,
+    line: &sdk::BillingLine,
+    agreement_id: Option<&str>,
+    now: Millis,
+) -> anyhow::Result<bool> {
+    upsert(tx, &sdk::Record::BillingLine(line.clone()), agreement_id, now, false)
+}

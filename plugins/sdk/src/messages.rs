@@ -148,7 +148,8 @@ pub struct BuildInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
-    /// One cheap authenticated request that proves the settings work.
+    /// One cheap authenticated request that proves the settings work. The host never retries
+    /// a failed probe: report it as `auth` or `config`, with a message naming the setting.
     Probe,
     /// Read one stream, page by page.
     List {
@@ -202,7 +203,8 @@ pub struct Checkpoint {
     pub cursor: Option<String>,
     /// The id of the last record at that cursor, to break ties.
     pub tie_id: Option<String>,
-    /// Where a listing in progress resumes (page number, continuation URL, last id).
+    /// Where a listing in progress resumes (page number, continuation URL, last id). Valid
+    /// only for the same stream, parent and mode that produced it.
     pub page_token: Option<String>,
 }
 
@@ -236,6 +238,7 @@ pub enum Step {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "result", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
 pub enum OpResult {
     Probed {
         detail: String,
@@ -463,6 +466,8 @@ pub struct Agreement {
 pub struct BillingLine {
     pub id: String,
     pub agreement_id: String,
+    /// May be empty when the PSA's line does not name its company: the host takes it from the
+    /// agreement.
     pub company_id: String,
     pub product_id: String,
     pub quantity: Quantity,

@@ -1,0 +1,352 @@
+//! One sync of the PSA side: every stream listed, each page stored with its checkpoint, then
+//! the cards recomputed and the outbox applied.
+//!
+//! Streams are independent: one that fails is marked incomplete (its checkpoint stays at its
+//! last stored page, nothing is retired) and the others carry on. A sync that was stopped or
+//! killed resumes each unfinished listing from its last stored page. Child streams (billing
+//! lines per agreement) are listed with bounded concurrency after their parent stream.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tally_plugin_sdk as sdk;
+
+use super::outbox::{self, Applied};
+use super::progress::Progress;
+use super::psa::{Psa, PsaError};
+use super::store::{self, Finish, Scope};
+use crate::config::Config;
+use crate::journal::tables::{self, key2};
+use crate::journal::{Journal, Read, Write};
+use crate::model::{SyncRun, now_millis};
+
+/// How to run a sync.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub full: bool,
+    pub confirm_retire: bool,
+    pub trigger: String,
+    /// Apply the outbox after reconciling (false: report only, whatever the policy).
+    pub apply: bool,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SyncReport {
+    pub run_id: u64,
+    pub full: bool,
+    pub streams_complete: u32,
+    pub streams_incomplete: u32,
+    pub records: u64,
+    pub changed: u64,
+    pub retired: u64,
+    pub requests: u64,
+    pub errors: Vec<String>,
+    pub cards: usize,
+    pub queued: usize,
+    pub applied: usize,
+    pub failed: usize,
+    pub conflicts: usize,
+    pub pending: usize,
+}
+
+struct Counters {
+    records: AtomicU64,
+    changed: AtomicU64,
+    retired: AtomicU64,
+}
+
+/// The key of a stream's state: its name, or `name<SEP>parent` for a child stream.
+pub fn stream_key(stream: &str, parent: Option<&str>) -> String {
+    match parent {
+        Some(parent) => key2(stream, parent),
+        None => stream.to_string(),
+    }
+}
+
+/// Runs one sync against `psa`.
+pub async fn sync(
+    journal: &Journal,
+    config: &Config,
+    psa: &impl Psa,
+    options: &SyncOptions,
+    progress: &Progress,
+) -> anyhow::Result<SyncReport> {
+    let run_id = journal.write(|tx| {
+        tx.append(&tables::SYNC_RUNS, |id| SyncRun {
+            id,
+            full: options.full,
+            trigger: options.trigger.clone(),
+            started_at: now_millis(),
+            finished_at: None,
+            streams_complete: 0,
+            streams_incomplete: 0,
+            records: 0,
+            requests: 0,
+            outcome: None,
+            pid: std::process::id(),
+        })
+    })?;
+    let span = tracing::info_span!("sync", run = run_id, full = options.full);
+    let _entered = span.enter();
+    let requests_before = psa.requests();
+    let mut report = SyncReport { run_id, full: options.full, ..SyncReport::default() };
+    let counters = Counters {
+        records: AtomicU64::new(0),
+        changed: AtomicU64::new(0),
+        retired: AtomicU64::new(0),
+    };
+
+    let handshake = psa.handshake().clone();
+    let top: Vec<&sdk::StreamInfo> =
+        handshake.streams.iter().filter(|s| s.parent.is_none()).collect();
+    let children: Vec<&sdk::StreamInfo> =
+        handshake.streams.iter().filter(|s| s.parent.is_some()).collect();
+    let lookback = config.lookback.as_secs();
+    let concurrency = listing_concurrency(&handshake, config);
+
+    progress.streams(top.len() as u64);
+    let results = futures_util::stream::iter(top.iter().map(|stream| {
+        list_stream(journal, config, psa, stream, None, options, lookback, &counters, progress)
+    }))
+    .buffer_unordered(concurrency)
+    .collect::<Vec<_>>()
+    .await;
+    tally(&mut report, results);
+
+    for child in children {
+        let parent = child.parent.as_deref().unwrap_or_default();
+        let Some(parent_kind) =
+            handshake.streams.iter().find(|s| s.name == parent).map(|s| s.record)
+        else {
+            report.errors.push(format!("stream {} names an unknown parent {parent}", child.name));
+            continue;
+        };
+        let parents = parent_ids(journal, parent_kind)?;
+        progress.streams(parents.len() as u64);
+        let results = futures_util::stream::iter(parents.iter().map(|id| {
+            list_stream(
+                journal,
+                config,
+                psa,
+                child,
+                Some(id.as_str()),
+                options,
+                lookback,
+                &counters,
+                progress,
+            )
+        }))
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        tally(&mut report, results);
+    }
+
+    report.records = counters.records.load(Ordering::Relaxed);
+    report.changed = counters.changed.load(Ordering::Relaxed);
+    report.retired = counters.retired.load(Ordering::Relaxed);
+
+    let refreshed = crate::reconcile::refresh(journal, config)?;
+    report.cards = refreshed.cards;
+    if options.apply {
+        let applied = apply(journal, config, psa).await?;
+        report.queued = applied.queued;
+        report.applied = applied.done;
+        report.failed = applied.failed;
+        report.conflicts = applied.conflicts;
+        report.pending = applied.pending;
+    }
+    report.requests = psa.requests() - requests_before;
+
+    let outcome = if report.streams_incomplete == 0 { "complete" } else { "incomplete" };
+    journal.write(|tx| {
+        let key = tables::seq_key(run_id);
+        if let Some(mut run) = tx.get(&tables::SYNC_RUNS, &key)? {
+            run.finished_at = Some(now_millis());
+            run.streams_complete = report.streams_complete;
+            run.streams_incomplete = report.streams_incomplete;
+            run.records = report.records;
+            run.requests = report.requests;
+            run.outcome = Some(outcome.to_string());
+            tx.put(&tables::SYNC_RUNS, &key, &run)?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    tracing::info!(
+        records = report.records,
+        changed = report.changed,
+        requests = report.requests,
+        incomplete = report.streams_incomplete,
+        "sync finished"
+    );
+    Ok(report)
+}
+
+/// Queues the changes the policy allows and applies every open outbox entry.
+pub async fn apply(journal: &Journal, config: &Config, psa: &impl Psa) -> anyhow::Result<Applied> {
+    let queued = outbox::queue(journal)?;
+    let mut applied = outbox::process(journal, psa).await?;
+    applied.queued = queued;
+    if applied.done + applied.conflicts + applied.failed > 0 {
+        crate::reconcile::refresh(journal, config)?;
+    }
+    Ok(applied)
+}
+
+fn listing_concurrency(handshake: &sdk::Handshake, config: &Config) -> usize {
+    let hint = handshake.limits.max_concurrency.max(1);
+    let configured = config.psa.as_ref().and_then(|p| p.max_concurrency).unwrap_or(hint);
+    hint.min(configured).max(1) as usize
+}
+
+fn tally(report: &mut SyncReport, results: Vec<Result<(), String>>) {
+    for result in results {
+        match result {
+            Ok(()) => report.streams_complete += 1,
+            Err(e) => {
+                report.streams_incomplete += 1;
+                if report.errors.len() < 20 {
+                    report.errors.push(e);
+                }
+            }
+        }
+    }
+}
+
+/// The ids a child stream is listed for: every record of the parent kind not retired.
+fn parent_ids(journal: &Journal, kind: sdk::RecordKind) -> anyhow::Result<Vec<String>> {
+    let tx = journal.read()?;
+    Ok(match kind {
+        sdk::RecordKind::Agreement => tx
+            .values(&tables::AGREEMENTS, "")?
+            .into_iter()
+            .filter(|a| a.seen.retired_at.is_none())
+            .map(|a| a.id)
+            .collect(),
+        sdk::RecordKind::Company => tx
+            .values(&tables::COMPANIES, "")?
+            .into_iter()
+            .filter(|c| c.seen.retired_at.is_none())
+            .map(|c| c.id)
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn list_stream(
+    journal: &Journal,
+    config: &Config,
+    psa: &impl Psa,
+    stream: &sdk::StreamInfo,
+    parent: Option<&str>,
+    options: &SyncOptions,
+    lookback: u64,
+    counters: &Counters,
+    progress: &Progress,
+) -> Result<(), String> {
+    let key = stream_key(&stream.name, parent);
+    let shown = match parent {
+        Some(p) => format!("{} of {p}", stream.name),
+        None => stream.name.clone(),
+    };
+    let span = tracing::info_span!("stream", stream = %stream.name, parent = parent.unwrap_or(""));
+    let _entered = span.enter();
+    let result = async {
+        let state = store::stream_state(journal, &key)?;
+        // A full listing is forced when the stream cannot read increments or has never
+        // finished one; an unfinished listing resumes as it began.
+        let full = match &state.listing {
+            Some(listing) => listing.full,
+            None => options.full || !stream.incremental || state.last_complete_at.is_none(),
+        };
+        let state = store::begin_listing(journal, &key, full)?;
+        let checkpoint = state.checkpoint.clone();
+        let resumed = checkpoint.page_token.is_some();
+        if resumed {
+            tracing::info!(stream = %shown, "resuming an unfinished listing");
+        }
+        let operation = sdk::Operation::List {
+            stream: stream.name.clone(),
+            mode: if full { sdk::ListMode::Full } else { sdk::ListMode::Incremental },
+            checkpoint: (checkpoint != sdk::Checkpoint::default()).then_some(checkpoint),
+            parent_id: parent.map(str::to_string),
+            lookback_seconds: lookback,
+        };
+        let mut last_seen = false;
+        let result = psa
+            .run(operation, &mut |page| {
+                let outcome =
+                    store::store_page(journal, &key, parent, &page.records, &page.checkpoint)?;
+                counters.records.fetch_add(outcome.records, Ordering::Relaxed);
+                counters.changed.fetch_add(outcome.changed, Ordering::Relaxed);
+                progress.page(outcome.records);
+                last_seen |= page.last;
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                let scope = Scope::for_stream(stream.record, parent);
+                let guard = config.agent.retire_guard_percent;
+                match store::finish_listing(
+                    journal,
+                    &key,
+                    scope.as_ref(),
+                    guard,
+                    options.confirm_retire,
+                )? {
+                    Finish::Complete { retired } => {
+                        counters.retired.fetch_add(retired, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Finish::RetireHeld { would_retire, of } => Err(anyhow::anyhow!(
+                        "{shown}: a full listing would retire {would_retire} of {of} records; \
+                         nothing was retired (run `tally sync --full --confirm-retire` if the PSA \
+                         really lost them)"
+                    )),
+                }
+            }
+            Err(error) => {
+                let message = describe(&shown, &error);
+                store::fail_listing(journal, &key, &message)?;
+                Err(anyhow::anyhow!(message))
+            }
+        }
+    }
+    .await;
+    progress.stream_done();
+    result.map_err(|e: anyhow::Error| {
+        tracing::warn!(stream = %shown, error = %e, "stream incomplete");
+        e.to_string()
+    })
+}
+
+fn describe(stream: &str, error: &PsaError) -> String {
+    format!("{stream}: listing incomplete: {error}; its checkpoint stays at the last stored page")
+}
+
+/// Probes the PSA once: a cheap authenticated request. A failure is a configuration error
+/// (case C10): it is reported, not retried.
+pub async fn probe(psa: &impl Psa) -> Result<String, PsaError> {
+    match psa.run(sdk::Operation::Probe, &mut |_| Ok(())).await? {
+        sdk::OpResult::Probed { detail } => Ok(detail),
+        other => Ok(format!("{other:?}")),
+    }
+}
+
+/// Whether any stream has ever completed (a new journal needs a probe first).
+pub fn has_synced(journal: &Journal) -> anyhow::Result<bool> {
+    Ok(journal.read()?.values(&tables::STREAMS, "")?.iter().any(|s| s.last_complete_at.is_some()))
+}
+
+/// Waits out `Duration` unless `stop` fires first; returns whether it stopped.
+pub async fn pause(duration: Duration, stop: &Arc<tokio::sync::Notify>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => false,
+        _ = stop.notified() => true,
+    }
+}
