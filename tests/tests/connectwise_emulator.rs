@@ -887,3 +887,9 @@ fn works_from_synchronous_code() {
     assert!(answer.contains("\"Codebase\":\"v4_6_release/\""), "{answer}");
     drop(emu);
 }
+
+#[test]
+fn the_handle_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<ConnectWiseEmulator>();
+}

@@ -118,7 +118,7 @@ impl<T: 'static> fmt::Debug for Condition<T> {
 /// Parses `text` against the fields of `T`.
 pub fn parse<T: Record>(text: &str) -> Result<Condition<T>, ConditionError> {
     let tokens = tokenize(text)?;
-    let mut parser = Parser { tokens, next: 0, end: text.chars().count() };
+    let mut parser = Parser { tokens, next: 0, end: text.chars().count(), depth: 0 };
     let condition = parser.parse_or::<T>()?;
     match parser.peek() {
         None => Ok(condition),
@@ -406,7 +406,12 @@ struct Parser {
     next: usize,
     /// Position reported for errors at the end of the text.
     end: usize,
+    /// Parentheses currently open; bounded so that no input can exhaust the stack.
+    depth: usize,
 }
+
+/// More nested parentheses than any real query needs.
+const MAX_DEPTH: usize = 32;
 
 impl Parser {
     fn peek(&self) -> Option<&Spanned> {
@@ -447,7 +452,12 @@ impl Parser {
         let at = first.at;
         match first.token.clone() {
             Token::LParen => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(ConditionError::at(at, "Conditions are nested too deeply"));
+                }
                 let inner = self.parse_or::<T>()?;
+                self.depth -= 1;
                 let close = self.expect_more("')'")?;
                 if close.token != Token::RParen {
                     let message = format!("Expected ')' but found {}", close.token.describe());
@@ -624,6 +634,59 @@ mod tests {
         assert!(!like("Contoso Ltd", "c*x*d"));
         assert!(like("abc", "abc"));
         assert!(!like("abcd", "abc"));
+    }
+
+    #[test]
+    fn no_input_makes_the_parser_panic() {
+        let pieces = [
+            "id",
+            "name",
+            "_info/lastUpdated",
+            "=",
+            "!=",
+            "<",
+            ">=",
+            "(",
+            ")",
+            ",",
+            "\"",
+            "\\",
+            "\"a\\\"b\"",
+            "[",
+            "]",
+            "[2024-05-01T00:00:00Z]",
+            "and",
+            "OR",
+            "not",
+            "in",
+            "like",
+            "contains",
+            "null",
+            "true",
+            "-",
+            "1.5",
+            "-7",
+            "é",
+            "\u{200b}",
+            " ",
+            "*",
+            "%",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..(seed % 12) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            if let Ok(condition) = parse::<Company>(&text) {
+                condition.matches(&company(1, "x"), &State::default());
+            }
+        }
+        let deep = format!("{}id=1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse::<Company>(&deep).unwrap_err().message.contains("too deeply"));
     }
 
     #[test]

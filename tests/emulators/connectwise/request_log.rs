@@ -1,7 +1,7 @@
 //! What the emulator was asked and what it answered, for tests to assert on: every request with
 //! its method, path, raw and decoded query, headers, body, status (none when the connection was
-//! closed without an answer), the fault applied and when it arrived; plus a count per path that
-//! survives `clear_log`'s clearing of the entries only if asked. The log never changes what the
+//! closed without an answer), the fault applied and when it arrived; plus a count per path, kept
+//! even while entries are switched off for the benchmark. The log never changes what the
 //! emulator answers.
 
 use std::collections::BTreeMap;
