@@ -3,14 +3,89 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{ApproveArgs, Ctx, ImportArgs, IntegrationCommand, MapArgs, ReportArgs, SyncArgs};
+use crate::cli::{
+    ApproveArgs, Ctx, Format, ImportArgs, IntegrationCommand, MapArgs, ReportArgs, SyncArgs,
+};
 
 fn not_yet(what: &str) -> anyhow::Result<ExitCode> {
     anyhow::bail!("`tally {what}` is not available yet")
 }
 
-pub fn sync(_ctx: &Ctx, _args: &SyncArgs) -> anyhow::Result<ExitCode> {
-    not_yet("sync")
+pub fn sync(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    let journal = ctx.journal()?;
+    if let Some(name) = &args.integration {
+        let psa_name = ctx.config.psa.as_ref().map(|p| p.plugin.as_str());
+        if Some(name.as_str()) != psa_name {
+            if ctx.config.vendor(name).is_some() {
+                // Pushed and imported vendors have nothing to pull: reconcile their latest data.
+                let refreshed = crate::reconcile::refresh(&journal, &ctx.config)?;
+                println!(
+                    "{name}: vendor data is pushed or imported; {} cards reconciled",
+                    refreshed.cards
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(crate::cli::UsageError(format!(
+                "--integration {name}: not the PSA plugin ({}) nor a configured vendor",
+                psa_name.unwrap_or("none configured")
+            ))
+            .into());
+        }
+    }
+    let session = crate::psa::open(&ctx.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let options = crate::sync::engine::SyncOptions {
+        full: args.full,
+        confirm_retire: args.confirm_retire,
+        trigger: "command".into(),
+        apply: true,
+    };
+    let progress = crate::sync::progress::Progress::new(args.quiet || ctx.format == Format::Json);
+    let report = runtime.block_on(async {
+        if !crate::sync::engine::has_synced(&journal)? {
+            crate::sync::engine::probe(&session).await.map_err(|e| {
+                anyhow::Error::new(crate::cli::UsageError(format!(
+                    "the PSA refused the first request, so the settings do not work: {e}"
+                )))
+            })?;
+        }
+        crate::sync::engine::sync(&journal, &ctx.config, &session, &options, &progress).await
+    });
+    progress.finish();
+    let report = report?;
+    if ctx.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} sync: {} streams complete, {} incomplete; {} records read ({} changed, {} retired) \
+             in {} requests",
+            if report.full { "full" } else { "quick" },
+            report.streams_complete,
+            report.streams_incomplete,
+            report.records,
+            report.changed,
+            report.retired,
+            report.requests
+        );
+        for error in &report.errors {
+            println!("  incomplete: {error}");
+        }
+        println!(
+            "{} cards; {} changes queued, {} applied, {} failed, {} conflicts, {} awaiting a check",
+            report.cards,
+            report.queued,
+            report.applied,
+            report.failed,
+            report.conflicts,
+            report.pending
+        );
+        println!("next: `tally report` shows the cards");
+    }
+    Ok(if report.streams_incomplete == 0 && report.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub fn status(_ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -68,12 +143,12 @@ fn whoami() -> String {
     std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
 }
 
-pub fn integration(_ctx: &Ctx, _cmd: &IntegrationCommand) -> anyhow::Result<ExitCode> {
-    not_yet("integration")
+pub fn integration(ctx: &Ctx, cmd: &IntegrationCommand) -> anyhow::Result<ExitCode> {
+    crate::intake::integrations::run(ctx, cmd)
 }
 
-pub fn import(_ctx: &Ctx, _args: &ImportArgs) -> anyhow::Result<ExitCode> {
-    not_yet("import")
+pub fn import(ctx: &Ctx, args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    crate::intake::csv_import::run(ctx, args)
 }
 
 pub fn plugins(_ctx: &Ctx) -> anyhow::Result<ExitCode> {

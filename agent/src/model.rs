@@ -269,6 +269,8 @@ pub struct Card {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     pub card_key: String,
+    /// The PSA quantity the approval was given against: a line changed since voids it.
+    pub from: Option<Decimal>,
     pub target: Decimal,
     pub approved_at: Millis,
     pub approved_by: String,

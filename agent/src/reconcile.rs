@@ -476,9 +476,16 @@ fn decide(
     stable: bool,
     snap: &Snapshot,
 ) -> Decision {
-    let approved = snap.approvals.get(key).is_some_and(|a| a.target == target);
-    if approved {
-        return Decision::Apply;
+    if let Some(approval) = snap.approvals.get(key) {
+        if approval.target == target && approval.from == psa {
+            return Decision::Apply;
+        }
+        if approval.target == target {
+            return Decision::Held(format!(
+                "approved against a PSA quantity of {}, but the line changed since; approve again",
+                approval.from.map(|q| q.normalize().to_string()).unwrap_or_else(|| "none".into())
+            ));
+        }
     }
     let policy = match rules.apply.as_deref() {
         Some("none") => ApplyPolicy::None,
@@ -592,6 +599,7 @@ pub fn approve(
                 &card.key,
                 &crate::model::Approval {
                     card_key: card.key.clone(),
+                    from: card.psa_quantity,
                     target,
                     approved_at: now_millis(),
                     approved_by: by.to_string(),
