@@ -8,8 +8,15 @@
 //! `record_count` of them. A listing that cannot show that fails with `incomplete` and sends
 //! no last page, so the host takes no mapping or quantity decision from it. Rows are
 //! de-duplicated by id (a row can move to the next page while a listing runs). A page is all
-//! or nothing: a body that does not parse is an error, never a partial page. A stopped listing
-//! resumes from its `page_token`, which carries the next page and the rows counted so far.
+//! or nothing: a body that does not parse is an error, never a partial page.
+//!
+//! Paging by page number is only sound while the rows stand still: a record added or removed
+//! mid-listing shifts the rest, and a shifted row can be missed while the sum still adds up.
+//! So a listing must see one `record_count` on every page; when it changes, the listing reads
+//! again from page 1, once, and fails `incomplete` if it changes again. A stopped listing
+//! resumes from its `page_token`, which carries the next page, the rows counted so far and the
+//! count they were counted against; a resumed listing that cannot be proven whole also reads
+//! again from page 1 before it gives up.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -37,33 +44,38 @@ pub struct Listing {
     pub resume: Resume,
 }
 
-/// A position in a listing: the next page to read and the distinct rows stored before it.
+/// A position in a listing: the next page to read, the distinct rows stored before it, and
+/// the `record_count` those pages reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resume {
     pub page: u64,
     pub rows: u64,
+    /// `None` before the first page.
+    pub count: Option<u64>,
 }
 
 impl Resume {
-    pub const START: Resume = Resume { page: 1, rows: 0 };
+    pub const START: Resume = Resume { page: 1, rows: 0, count: None };
 
-    /// `page=4;rows=300`
+    /// `page=4;rows=300;count=717`
     pub fn token(self) -> String {
-        format!("page={};rows={}", self.page, self.rows)
+        let count = self.count.map_or_else(String::new, |count| count.to_string());
+        format!("page={};rows={};count={count}", self.page, self.rows)
     }
 
     /// Reads a `page_token` written by [`Resume::token`].
     pub fn parse(token: &str) -> Option<Resume> {
-        let mut page = None;
-        let mut rows = None;
+        let (mut page, mut rows, mut count) = (None, None, None);
         for part in token.split(';') {
             match part.split_once('=') {
                 Some(("page", value)) => page = value.parse::<u64>().ok().filter(|p| *p >= 1),
                 Some(("rows", value)) => rows = value.parse::<u64>().ok(),
+                Some(("count", "")) => count = Some(None),
+                Some(("count", value)) => count = Some(Some(value.parse::<u64>().ok()?)),
                 _ => return None,
             }
         }
-        Some(Resume { page: page?, rows: rows? })
+        Some(Resume { page: page?, rows: rows?, count: count? })
     }
 }
 
@@ -88,6 +100,10 @@ pub struct ListMachine {
     /// Ids seen by this run of the listing.
     seen: HashSet<i64>,
     repeated_pages: u32,
+    /// `record_count` as the listing's pages so far reported it.
+    count: Option<u64>,
+    /// Whether the listing already went back to page 1 once.
+    restarted: bool,
     state: State,
 }
 
@@ -95,6 +111,7 @@ impl ListMachine {
     pub fn new(session: Arc<Session>, listing: Listing) -> ListMachine {
         let endpoint = listing.stream.endpoint();
         let page = listing.resume.page;
+        let count = listing.resume.count;
         ListMachine {
             session,
             listing,
@@ -102,6 +119,8 @@ impl ListMachine {
             page,
             seen: HashSet::new(),
             repeated_pages: 0,
+            count,
+            restarted: false,
             state: State::NotStarted,
         }
     }
@@ -150,6 +169,22 @@ impl ListMachine {
             }
         }
 
+        // Rows move between pages when records are added or removed while a listing runs, and
+        // a moved row can be missed while the count still adds up: a listing must see one
+        // `record_count` from its first page to its last.
+        if let Some(before) = self.count
+            && before != record_count
+        {
+            let why = format!(
+                "Halo's record_count went from {before} to {record_count} at page {}: records \
+                 were added or removed while the listing ran, so rows may have moved between \
+                 pages",
+                self.page
+            );
+            return self.restart_or_fail(self.incomplete(record_count, why), true);
+        }
+        self.count = Some(record_count);
+
         // The page is whole: only now does the listing's state move.
         let mut records: Vec<Record> = Vec::new();
         let mut fresh = 0usize;
@@ -163,14 +198,12 @@ impl ListMachine {
         if !ended && fresh == 0 {
             self.repeated_pages += 1;
             if self.repeated_pages >= REPEATED_PAGES_LIMIT {
-                return self.fail(self.incomplete(
-                    record_count,
-                    format!(
-                        "{} pages in a row held only rows already seen (up to page {}); Halo \
-                         may be ignoring `page_no`",
-                        self.repeated_pages, self.page
-                    ),
-                ));
+                let why = format!(
+                    "{} pages in a row held only rows already seen (up to page {}); Halo may be \
+                     ignoring `page_no`",
+                    self.repeated_pages, self.page
+                );
+                return self.restart_or_fail(self.incomplete(record_count, why), false);
             }
         } else {
             self.repeated_pages = 0;
@@ -183,13 +216,13 @@ impl ListMachine {
                 } else {
                     format!("page {} went past it", self.page)
                 };
-                return self.fail(self.incomplete(record_count, why));
+                return self.restart_or_fail(self.incomplete(record_count, why), false);
             }
             self.state = State::PageOut { next: None };
             return Step::Page { records, checkpoint: Checkpoint::default(), last: true };
         }
 
-        let next = Resume { page: self.page + 1, rows: self.collected() };
+        let next = Resume { page: self.page + 1, rows: self.collected(), count: self.count };
         self.state = State::PageOut { next: Some(next.page) };
         let checkpoint = Checkpoint { cursor: None, tie_id: None, page_token: Some(next.token()) };
         Step::Page { records, checkpoint, last: false }
@@ -227,13 +260,32 @@ impl ListMachine {
         Ok((record_count, rows))
     }
 
+    /// A listing that cannot be proven whole reads again from page 1, once, with a fresh
+    /// count, when that can help: when the records changed under it (`changed`), or when it
+    /// was resumed (the rows counted before the resume may be what is off, and resuming again
+    /// would meet the same sum forever). Otherwise, or the second time, it fails. Pages read
+    /// again are stored again, which is harmless.
+    fn restart_or_fail(&mut self, error: PluginError, changed: bool) -> Step {
+        let resumed = self.listing.resume != Resume::START;
+        if self.restarted || !(changed || resumed) {
+            return self.fail(error);
+        }
+        self.restarted = true;
+        self.listing.resume = Resume::START;
+        self.count = None;
+        self.seen.clear();
+        self.repeated_pages = 0;
+        self.page = 1;
+        self.send()
+    }
+
     fn incomplete(&self, record_count: u64, why: String) -> PluginError {
         PluginError::new(
             ErrorKind::Incomplete,
             format!(
                 "the listing of {} cannot be proven whole: Halo counts {record_count} rows \
                  (record_count) but tally collected {} distinct ones when {why}; nothing is \
-                 decided from this listing, and the next sync reads it again",
+                 decided from this listing, and the next sync reads it again from page 1",
                 self.endpoint,
                 self.collected()
             ),

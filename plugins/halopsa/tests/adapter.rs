@@ -534,21 +534,20 @@ fn c01_reads_250_clients_in_pages_of_100_when_1000_were_asked() {
     assert_eq!(ids, expected);
     let lasts: Vec<bool> = run.pages.iter().map(|(_, _, last)| *last).collect();
     assert_eq!(lasts, [false, false, true]);
-    assert_eq!(run.pages[0].1.page_token.as_deref(), Some("page=2;rows=100"));
+    assert_eq!(run.pages[0].1.page_token.as_deref(), Some("page=2;rows=100;count=250"));
     assert_eq!(run.pages[2].1, Checkpoint::default());
 }
 
 #[test]
-fn c01_exact_repro_keeps_paging_until_the_empty_page_when_the_count_was_not_reached() {
-    // The repro's four answers: 100, 100, 50, then an empty page, with record_count 250. The
-    // third page leaves the listing one short of the 251 the first pages claimed (a client was
-    // deleted meanwhile); the empty fourth page's count of 250 then proves it whole.
+fn c01_a_short_page_does_not_end_the_listing() {
+    // A server that serves fewer rows than even its own cap: 100, 100, 30, 20. Only the count
+    // says when the listing is whole.
     let plugin = open(settings_with(json!({ "page_size": 1000 })));
-    let pages: Vec<(usize, Vec<i64>)> = vec![
-        (251, (1..=100).collect()),
-        (251, (101..=200).collect()),
-        (251, (201..=250).collect()),
-        (250, Vec::new()),
+    let pages: Vec<Vec<i64>> = vec![
+        (1..=100).collect(),
+        (101..=200).collect(),
+        (201..=230).collect(),
+        (231..=250).collect(),
     ];
     let mut machine = start(&plugin, list("companies"));
     let run = drive(machine.as_mut(), |request| match path(request).as_str() {
@@ -556,16 +555,14 @@ fn c01_exact_repro_keeps_paging_until_the_empty_page_when_the_count_was_not_reac
         "/auth/token" => token("tok"),
         _ => {
             let page: usize = query(request)["page_no"].parse().unwrap_or(99);
-            let (count, ids) = &pages[page - 1];
-            let rows: Vec<Value> = ids.iter().map(|id| client(*id)).collect();
-            ok(json!({ "record_count": count, "clients": rows }).to_string())
+            let rows: Vec<Value> =
+                pages.get(page - 1).into_iter().flatten().map(|id| client(*id)).collect();
+            ok(json!({ "record_count": 250, "clients": rows }).to_string())
         }
     });
     assert!(matches!(run.end, Step::Done { .. }), "{:?}", run.end);
     assert_eq!(run.api_requests().len(), 4);
     assert_eq!(ids(&run).len(), 250);
-    let last = run.pages.last().expect("pages");
-    assert!(last.2 && last.0.is_empty());
 }
 
 #[test]
@@ -633,14 +630,102 @@ fn a_server_ignoring_page_no_is_incomplete_not_an_endless_listing() {
 fn a_stopped_listing_resumes_from_its_page_token() {
     let plugin = open(settings());
     let mut halo = FakeHalo::with_clients(250);
-    let checkpoint =
-        Checkpoint { page_token: Some("page=3;rows=200".into()), ..Checkpoint::default() };
+    let checkpoint = Checkpoint {
+        page_token: Some("page=3;rows=200;count=250".into()),
+        ..Checkpoint::default()
+    };
     let mut machine = start(&plugin, list_from("companies", Some(checkpoint)));
     let run = drive(machine.as_mut(), |request| halo.answer(request));
     assert!(matches!(run.end, Step::Done { .. }), "{:?}", run.end);
     assert_eq!(run.api_requests().len(), 1);
     assert_eq!(query(run.api_requests()[0]).get("page_no").map(String::as_str), Some("3"));
     assert_eq!(ids(&run).len(), 50);
+}
+
+fn page_numbers(run: &Run) -> Vec<String> {
+    run.api_requests()
+        .iter()
+        .map(|r| query(r).get("page_no").cloned().unwrap_or_default())
+        .collect()
+}
+
+fn resume_at(token: &str) -> Option<Checkpoint> {
+    Some(Checkpoint { page_token: Some(token.to_string()), ..Checkpoint::default() })
+}
+
+#[test]
+fn a_resumed_listing_whose_count_changed_reads_again_from_page_1() {
+    // The stopped run counted against 250 clients; 20 were deleted since, so rows have moved.
+    let plugin = open(settings());
+    let mut halo = FakeHalo::with_clients(230);
+    let mut machine =
+        start(&plugin, list_from("companies", resume_at("page=3;rows=200;count=250")));
+    let run = drive(machine.as_mut(), |request| halo.answer(request));
+    assert!(matches!(run.end, Step::Done { .. }), "{:?}", run.end);
+    assert_eq!(page_numbers(&run), ["3", "1", "2", "3"]);
+    assert!(run.pages.last().is_some_and(|page| page.2));
+}
+
+#[test]
+fn a_resumed_listing_whose_rows_do_not_add_up_reads_again_from_page_1_once() {
+    // The stopped run stored 190 distinct rows of its first 200: resuming meets 240 of 250.
+    let plugin = open(settings());
+    let mut halo = FakeHalo::with_clients(250);
+    let mut machine =
+        start(&plugin, list_from("companies", resume_at("page=3;rows=190;count=250")));
+    let run = drive(machine.as_mut(), |request| halo.answer(request));
+    assert!(matches!(run.end, Step::Done { .. }), "{:?}", run.end);
+    assert_eq!(page_numbers(&run), ["3", "4", "1", "2", "3"]);
+
+    // When a fresh read does not add up either, the listing fails instead of going round.
+    let plugin = open(settings());
+    let mut halo = FakeHalo { claimed_count: Some(260), ..FakeHalo::with_clients(250) };
+    let mut machine =
+        start(&plugin, list_from("companies", resume_at("page=3;rows=200;count=260")));
+    let run = drive(machine.as_mut(), |request| halo.answer(request));
+    assert_eq!(run.error().kind, ErrorKind::Incomplete);
+    assert_eq!(page_numbers(&run), ["3", "4", "1", "2", "3", "4"]);
+}
+
+#[test]
+fn a_client_deleted_mid_listing_restarts_it_so_no_shifted_row_is_missed() {
+    // Deleting client 5 after page 1 moves client 101 onto page 1: page 2 starts at 102, and
+    // the sum would still add up (249 of 249) without client 101.
+    let plugin = open(settings());
+    let mut halo = FakeHalo::with_clients(250);
+    let mut deleted = false;
+    let mut machine = start(&plugin, list("companies"));
+    let run = drive(machine.as_mut(), |request| {
+        if query(request).get("page_no").map(String::as_str) == Some("2") && !deleted {
+            deleted = true;
+            halo.clients.retain(|c| c["id"] != json!(5));
+        }
+        halo.answer(request)
+    });
+    assert!(matches!(run.end, Step::Done { .. }), "{:?}", run.end);
+    assert_eq!(page_numbers(&run), ["1", "2", "1", "2", "3"]);
+    let seen: std::collections::BTreeSet<String> = ids(&run).into_iter().collect();
+    assert!(seen.contains("101"));
+    assert_eq!(seen.len(), 250, "client 5 was listed before it went");
+}
+
+#[test]
+fn a_record_count_that_keeps_changing_is_incomplete() {
+    let plugin = open(settings());
+    let mut halo = FakeHalo::with_clients(250);
+    let mut served = 0;
+    let mut machine = start(&plugin, list("companies"));
+    let run = drive(machine.as_mut(), |request| {
+        if path(request) == "/api/client" {
+            served += 1;
+            halo.claimed_count = Some(250 + served);
+        }
+        halo.answer(request)
+    });
+    let error = run.error();
+    assert_eq!(error.kind, ErrorKind::Incomplete);
+    assert!(error.message.contains("went from"), "{}", error.message);
+    assert_eq!(page_numbers(&run), ["1", "2", "1", "2"]);
 }
 
 #[test]
