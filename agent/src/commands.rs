@@ -151,6 +151,6 @@ pub fn import(ctx: &Ctx, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     crate::intake::csv_import::run(ctx, args)
 }
 
-pub fn plugins(_ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    not_yet("plugins")
+pub fn plugins(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    crate::plugin::listing::command(ctx)
 }
