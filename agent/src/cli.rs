@@ -146,21 +146,32 @@ pub enum MapCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "exclude", "unmap"])))]
 pub struct MapAddArgs {
-    /// `account` or `service`.
-    pub kind: String,
+    /// What to map: a vendor account (to a PSA company) or service (to a PSA product).
+    #[arg(value_enum)]
+    pub kind: MapKind,
     /// Vendor name.
     #[arg(long)]
     pub vendor: String,
     /// The vendor's account or service id.
     #[arg(long)]
     pub id: String,
-    /// PSA company or product: an id, or a unique name.
-    #[arg(long, conflicts_with = "exclude")]
+    /// PSA company or product: an id, a product identifier, or a unique name.
+    #[arg(long, value_name = "ID|NAME")]
     pub to: Option<String>,
     /// Mark as not billed.
     #[arg(long)]
     pub exclude: bool,
+    /// Turn off an automatic name match.
+    #[arg(long)]
+    pub unmap: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MapKind {
+    Account,
+    Service,
 }
 
 #[derive(Debug, Args)]
