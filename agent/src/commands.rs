@@ -7,10 +7,6 @@ use crate::cli::{
     ApproveArgs, Ctx, Format, ImportArgs, IntegrationCommand, MapArgs, ReportArgs, SyncArgs,
 };
 
-fn not_yet(what: &str) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`tally {what}` is not available yet")
-}
-
 pub fn sync(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<ExitCode> {
     let journal = ctx.journal()?;
     if let Some(name) = &args.integration {
@@ -88,8 +84,15 @@ pub fn sync(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn status(_ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    not_yet("status")
+pub fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let journal = ctx.journal()?;
+    let doc = crate::status::document(&journal, &ctx.config)?;
+    if ctx.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", crate::status::render(&doc));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn report(ctx: &Ctx, args: &ReportArgs) -> anyhow::Result<ExitCode> {

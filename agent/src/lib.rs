@@ -18,4 +18,5 @@ pub mod plugin;
 pub mod psa;
 pub mod reconcile;
 pub mod report;
+pub mod status;
 pub mod sync;

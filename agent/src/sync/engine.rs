@@ -90,7 +90,21 @@ pub async fn sync(
         })
     })?;
     let span = tracing::info_span!("sync", run = run_id, full = options.full);
-    let _entered = span.enter();
+    tracing::Instrument::instrument(
+        run_streams(journal, config, psa, options, progress, run_id),
+        span,
+    )
+    .await
+}
+
+async fn run_streams(
+    journal: &Journal,
+    config: &Config,
+    psa: &impl Psa,
+    options: &SyncOptions,
+    progress: &Progress,
+    run_id: u64,
+) -> anyhow::Result<SyncReport> {
     let requests_before = psa.requests();
     let mut report = SyncReport { run_id, full: options.full, ..SyncReport::default() };
     let counters = Counters {
@@ -149,6 +163,11 @@ pub async fn sync(
     report.changed = counters.changed.load(Ordering::Relaxed);
     report.retired = counters.retired.load(Ordering::Relaxed);
 
+    // New PSA records may complete automatic matches; a bad mapping file keeps the last good
+    // mapping in force and is reported in `tally status`.
+    if let Err(e) = crate::mapping::resolve::apply(journal, config) {
+        tracing::warn!(error = %e, "mapping file not applied; the previous mapping stays in force");
+    }
     let refreshed = crate::reconcile::refresh(journal, config)?;
     report.cards = refreshed.cards;
     if options.apply {
@@ -254,69 +273,71 @@ async fn list_stream(
         None => stream.name.clone(),
     };
     let span = tracing::info_span!("stream", stream = %stream.name, parent = parent.unwrap_or(""));
-    let _entered = span.enter();
-    let result = async {
-        let state = store::stream_state(journal, &key)?;
-        // A full listing is forced when the stream cannot read increments or has never
-        // finished one; an unfinished listing resumes as it began.
-        let full = match &state.listing {
-            Some(listing) => listing.full,
-            None => options.full || !stream.incremental || state.last_complete_at.is_none(),
-        };
-        let state = store::begin_listing(journal, &key, full)?;
-        let checkpoint = state.checkpoint.clone();
-        let resumed = checkpoint.page_token.is_some();
-        if resumed {
-            tracing::info!(stream = %shown, "resuming an unfinished listing");
-        }
-        let operation = sdk::Operation::List {
-            stream: stream.name.clone(),
-            mode: if full { sdk::ListMode::Full } else { sdk::ListMode::Incremental },
-            checkpoint: (checkpoint != sdk::Checkpoint::default()).then_some(checkpoint),
-            parent_id: parent.map(str::to_string),
-            lookback_seconds: lookback,
-        };
-        let mut last_seen = false;
-        let result = psa
-            .run(operation, &mut |page| {
-                let outcome =
-                    store::store_page(journal, &key, parent, &page.records, &page.checkpoint)?;
-                counters.records.fetch_add(outcome.records, Ordering::Relaxed);
-                counters.changed.fetch_add(outcome.changed, Ordering::Relaxed);
-                progress.page(outcome.records);
-                last_seen |= page.last;
-                Ok(())
-            })
-            .await;
-        match result {
-            Ok(_) => {
-                let scope = Scope::for_stream(stream.record, parent);
-                let guard = config.agent.retire_guard_percent;
-                match store::finish_listing(
-                    journal,
-                    &key,
-                    scope.as_ref(),
-                    guard,
-                    options.confirm_retire,
-                )? {
-                    Finish::Complete { retired } => {
-                        counters.retired.fetch_add(retired, Ordering::Relaxed);
-                        Ok(())
-                    }
-                    Finish::RetireHeld { would_retire, of } => Err(anyhow::anyhow!(
-                        "{shown}: a full listing would retire {would_retire} of {of} records; \
+    let result = tracing::Instrument::instrument(
+        async {
+            let state = store::stream_state(journal, &key)?;
+            // A full listing is forced when the stream cannot read increments or has never
+            // finished one; an unfinished listing resumes as it began.
+            let full = match &state.listing {
+                Some(listing) => listing.full,
+                None => options.full || !stream.incremental || state.last_complete_at.is_none(),
+            };
+            let state = store::begin_listing(journal, &key, full)?;
+            let checkpoint = state.checkpoint.clone();
+            let resumed = checkpoint.page_token.is_some();
+            if resumed {
+                tracing::info!(stream = %shown, "resuming an unfinished listing");
+            }
+            let operation = sdk::Operation::List {
+                stream: stream.name.clone(),
+                mode: if full { sdk::ListMode::Full } else { sdk::ListMode::Incremental },
+                checkpoint: (checkpoint != sdk::Checkpoint::default()).then_some(checkpoint),
+                parent_id: parent.map(str::to_string),
+                lookback_seconds: lookback,
+            };
+            let mut last_seen = false;
+            let result = psa
+                .run(operation, &mut |page| {
+                    let outcome =
+                        store::store_page(journal, &key, parent, &page.records, &page.checkpoint)?;
+                    counters.records.fetch_add(outcome.records, Ordering::Relaxed);
+                    counters.changed.fetch_add(outcome.changed, Ordering::Relaxed);
+                    progress.page(outcome.records);
+                    last_seen |= page.last;
+                    Ok(())
+                })
+                .await;
+            match result {
+                Ok(_) => {
+                    let scope = Scope::for_stream(stream.record, parent);
+                    let guard = config.agent.retire_guard_percent;
+                    match store::finish_listing(
+                        journal,
+                        &key,
+                        scope.as_ref(),
+                        guard,
+                        options.confirm_retire,
+                    )? {
+                        Finish::Complete { retired } => {
+                            counters.retired.fetch_add(retired, Ordering::Relaxed);
+                            Ok(())
+                        }
+                        Finish::RetireHeld { would_retire, of } => Err(anyhow::anyhow!(
+                            "{shown}: a full listing would retire {would_retire} of {of} records; \
                          nothing was retired (run `tally sync --full --confirm-retire` if the PSA \
                          really lost them)"
-                    )),
+                        )),
+                    }
+                }
+                Err(error) => {
+                    let message = describe(&shown, &error);
+                    store::fail_listing(journal, &key, &message)?;
+                    Err(anyhow::anyhow!(message))
                 }
             }
-            Err(error) => {
-                let message = describe(&shown, &error);
-                store::fail_listing(journal, &key, &message)?;
-                Err(anyhow::anyhow!(message))
-            }
-        }
-    }
+        },
+        span,
+    )
     .await;
     progress.stream_done();
     result.map_err(|e: anyhow::Error| {

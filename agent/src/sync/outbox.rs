@@ -94,8 +94,8 @@ pub async fn process(journal: &Journal, psa: &impl Psa) -> anyhow::Result<Applie
         .collect();
     let mut applied = Applied::default();
     for entry in open {
-        let _span = tracing::info_span!("outbox", id = entry.id, line = %entry.line_id).entered();
-        match apply_one(journal, psa, entry).await? {
+        let span = tracing::info_span!("outbox", id = entry.id, line = %entry.line_id);
+        match tracing::Instrument::instrument(apply_one(journal, psa, entry), span).await? {
             OutboxState::Done => applied.done += 1,
             OutboxState::Failed => applied.failed += 1,
             OutboxState::Conflict => applied.conflicts += 1,
