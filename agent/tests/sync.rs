@@ -100,14 +100,24 @@ fn a_quick_sync_after_a_one_line_change_updates_that_card() {
 fn every_card_status_and_the_report_only_policy() {
     let env = Env::new(CwData::sample(), "none");
     seed(&env);
-    // Usage nobody mapped, and an excluded account.
+    // Usage nobody mapped, and an account the mapping file excludes.
     let journal = env.journal();
     journal
         .write(|tx| {
             let now = tally_agent::model::now_millis();
-            for (account, target) in
-                [("stranger", None), ("lab", Some(tally_agent::model::Target::Excluded))]
-            {
+            for account in ["stranger", "lab"] {
+                tx.put(
+                    &tables::ACCOUNTS,
+                    &tables::key2("safedns", account),
+                    &tally_agent::model::Account {
+                        vendor: "safedns".into(),
+                        id: account.into(),
+                        name: format!("{account} account"),
+                        description: String::new(),
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )?;
                 tx.put(
                     &tables::USAGE,
                     &tables::key3("safedns", "safedns-pro", account),
@@ -120,21 +130,15 @@ fn every_card_status_and_the_report_only_policy() {
                         previous: vec![],
                     },
                 )?;
-                if let Some(target) = target {
-                    tx.put(
-                        &tables::ACCOUNT_MAPPINGS,
-                        &tables::key2("safedns", account),
-                        &tally_agent::model::Mapping {
-                            target,
-                            origin: tally_agent::model::Origin::File,
-                        },
-                    )?;
-                }
             }
             Ok::<_, tally_agent::journal::JournalError>(())
         })
         .unwrap();
     drop(journal);
+    let mapping = env.path("mapping.toml");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(&mapping, format!("{text}\n[[account]]\nvendor = \"safedns\"\nid = \"lab\"\nexclude = true\n"))
+        .unwrap();
     env.ok(&["sync"]);
     let cards = env.cards();
     assert_eq!(Env::card(&cards, "250", "101")["status"], "reconcile");
