@@ -552,6 +552,11 @@ async fn more_requests_than_the_limit_is_429_with_retry_after() {
     assert!((1..=3600).contains(&retry), "Retry-After {retry}");
     let reply: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert!(message(&reply).contains("too many requests"), "{reply}");
+    // Calls with a wrong vendor key count against the limit too, and are not noted past it.
+    let (status, _) =
+        h.raw("GET", "/vendor-api/organization", Some(&token("intruder", &h.key)), None, "").await;
+    assert_eq!(status, 429);
+    assert_eq!(integrations::check(&h.journal, &h.config, "safedns").unwrap().failures, 0);
     assert_eq!(h.data(), before);
 }
 
@@ -753,6 +758,13 @@ fn csv_import_reads_bom_crlf_quoted_commas_and_configured_headers() {
         ("backupco", "csv", "active")
     );
     assert_eq!(row.counts, 3);
+
+    // The import made a keyless integration; `add` gives it a key without replacing one.
+    let report = integrations::check(&journal, &config, "backupco").unwrap();
+    assert!(report.hint.unwrap().contains("no partner key yet"));
+    let issued = integrations::add(&journal, &config, "backupco").unwrap();
+    assert!(!issued.replaced);
+    assert_eq!(integration_rows(&journal).unwrap()[0].status, "active");
 }
 
 #[test]

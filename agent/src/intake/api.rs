@@ -2,11 +2,12 @@
 //! script written for `https://app.usegradient.com/api` works against tally with only its base
 //! URL changed.
 //!
-//! Every request is checked in this order: token (401), request rate (429), body size (413),
-//! body fields (400), ids it refers to (404); only then is anything written, in one journal
-//! transaction that also records the call, committed before the response is sent. A refused
-//! request stores no vendor data. Reconciliation runs after the commit, off the request path,
-//! with bursts of pushes coalesced. Nothing here logs a token, a key or a request body.
+//! Every request is checked in this order: partner key (401), request rate (429), vendor key
+//! (401), body size (413), body fields (400), ids it refers to (404); only then is anything
+//! written, in one journal transaction that also records the call, committed before the
+//! response is sent. A refused request stores no vendor data. Reconciliation runs after the
+//! commit, off the request path, with bursts of pushes coalesced. Nothing here logs a token, a
+//! key or a request body.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -303,9 +304,8 @@ fn process(state: &IntakeState, request: &Request, op: Op) -> Result<Reply, Inta
         record_refusal(&state.journal, &name, request, now, &e);
         e
     };
-    if let Err(e) = token.check_vendor_key(&integration) {
-        return Err(refused(e.into()));
-    }
+    // Before the vendor key check, so that a flood of refused calls is limited too (and a
+    // refused call, which is noted in the journal, cannot be made at will).
     if let Err(wait) = state.limiter.check(&name, Instant::now()) {
         return Err(IntakeError::RateLimited {
             integration: name,
@@ -313,6 +313,9 @@ fn process(state: &IntakeState, request: &Request, op: Op) -> Result<Reply, Inta
             window: state.limiter.window(),
             retry_after: rate::retry_after_secs(wait),
         });
+    }
+    if let Err(e) = token.check_vendor_key(&integration) {
+        return Err(refused(e.into()));
     }
 
     let result = state.journal.write(|tx| -> Result<Reply, IntakeError> {

@@ -120,7 +120,7 @@ pub fn add(journal: &Journal, config: &Config, name: &str) -> Result<IssuedKey, 
                 created: model::format_millis(existing.created_at),
             });
         }
-        let replaced = existing.is_some();
+        let replaced = existing.as_ref().is_some_and(|e| !e.key_hash.is_empty());
         let integration = match existing {
             Some(mut old) => {
                 old.source = source_word(vendor.source).to_string();
