@@ -7,3 +7,4 @@
 #![recursion_limit = "256"]
 
 pub mod connectwise;
+pub mod halopsa;
