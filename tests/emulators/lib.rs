@@ -8,3 +8,4 @@
 
 pub mod connectwise;
 pub mod halopsa;
+pub mod autotask;

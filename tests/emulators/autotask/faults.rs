@@ -1,0 +1,163 @@
+//! Faults a test arms on the Autotask emulator: 429 (with or without `Retry-After`), Autotask's
+//! 500s, the thread-threshold refusal on demand, a fixed answer, a slow answer, a body cut in
+//! half, and a 500 sent after the request took effect (an adjustment that landed while its
+//! answer was lost). A rule matches by entity, optionally by method and by first or
+//! continuation page, and fires a set number of times or always. This module only decides
+//! which fault applies; `api` carries it out.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::lock;
+
+/// What happens to a matching request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// 429 with `Retry-After: <seconds>` when given; nothing is processed.
+    RateLimited { retry_after: Option<u64> },
+    /// A 500 with `{"errors":[message]}`; nothing is processed.
+    ServerError { message: String },
+    /// The refusal Autotask sends beyond three concurrent requests on one endpoint.
+    ThreadThreshold,
+    /// Send exactly this status and body; nothing is processed.
+    Respond { status: u16, body: String },
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+    /// Answer normally but send only the first half of the body (status 200).
+    TruncatedBody,
+    /// Process the request (an adjustment takes effect), then answer a 500 as if it failed.
+    ServerErrorAfterProcessing,
+}
+
+impl Fault {
+    /// A 500 as Autotask sends for a failure of its own.
+    pub fn server_error() -> Fault {
+        Fault::ServerError { message: "An unexpected error has occurred.".to_owned() }
+    }
+
+    /// `429` with `Retry-After: <seconds>`.
+    pub fn rate_limited_secs(seconds: u64) -> Fault {
+        Fault::RateLimited { retry_after: Some(seconds) }
+    }
+
+    /// A short name for the request log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::RateLimited { .. } => "rate_limited",
+            Fault::ServerError { .. } => "server_error",
+            Fault::ThreadThreshold => "thread_threshold",
+            Fault::Respond { .. } => "respond",
+            Fault::Delay(_) => "delay",
+            Fault::TruncatedBody => "truncated_body",
+            Fault::ServerErrorAfterProcessing => "server_error_after_processing",
+        }
+    }
+}
+
+/// How many times a rule fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Times {
+    Count(u32),
+    Always,
+}
+
+/// A fault and the requests it applies to.
+#[derive(Clone, Debug)]
+pub struct FaultRule {
+    entity: String,
+    method: Option<String>,
+    continuation: Option<bool>,
+    times: Times,
+    fault: Fault,
+}
+
+impl FaultRule {
+    /// Fires `fault` once on the next request for `entity` (`Companies`, `ContractServiceUnits`,
+    /// `ContractServiceAdjustments`, …, ignoring case; `*` for any entity, `zoneInformation` for
+    /// the zone lookup).
+    pub fn new(entity: &str, fault: Fault) -> FaultRule {
+        FaultRule {
+            entity: entity.to_owned(),
+            method: None,
+            continuation: None,
+            times: Times::Count(1),
+            fault,
+        }
+    }
+
+    /// Only for requests with this method.
+    pub fn method(mut self, method: &str) -> FaultRule {
+        self.method = Some(method.to_ascii_uppercase());
+        self
+    }
+
+    /// Only for continuation pages (`…/query/next`).
+    pub fn on_continuation(mut self) -> FaultRule {
+        self.continuation = Some(true);
+        self
+    }
+
+    /// Only for first pages and other requests that are not continuations.
+    pub fn on_first_page(mut self) -> FaultRule {
+        self.continuation = Some(false);
+        self
+    }
+
+    /// Fires on the next `count` matching requests.
+    pub fn times(mut self, count: u32) -> FaultRule {
+        self.times = Times::Count(count);
+        self
+    }
+
+    /// Fires on every matching request until the faults are cleared.
+    pub fn always(mut self) -> FaultRule {
+        self.times = Times::Always;
+        self
+    }
+
+    fn matches(&self, target: &FaultTarget<'_>) -> bool {
+        self.times != Times::Count(0)
+            && (self.entity == "*" || self.entity.eq_ignore_ascii_case(target.entity))
+            && self.method.as_deref().is_none_or(|m| m == target.method)
+            && self.continuation.is_none_or(|c| c == target.continuation)
+    }
+}
+
+/// What a rule is matched against.
+pub struct FaultTarget<'a> {
+    pub method: &'a str,
+    /// The entity name, or `zoneInformation`, or the path for anything else.
+    pub entity: &'a str,
+    pub continuation: bool,
+}
+
+/// The armed rules, in the order they were added; the first match fires.
+#[derive(Default)]
+pub struct FaultBook {
+    rules: Mutex<Vec<FaultRule>>,
+}
+
+impl FaultBook {
+    pub fn add(&self, rule: FaultRule) {
+        lock(&self.rules).push(rule);
+    }
+
+    pub fn clear(&self) {
+        lock(&self.rules).clear();
+    }
+
+    /// How many rules could still fire.
+    pub fn armed(&self) -> usize {
+        lock(&self.rules).iter().filter(|r| r.times != Times::Count(0)).count()
+    }
+
+    /// The fault for this request, if any, counting it against its rule.
+    pub fn take(&self, target: &FaultTarget<'_>) -> Option<Fault> {
+        let mut rules = lock(&self.rules);
+        let rule = rules.iter_mut().find(|r| r.matches(target))?;
+        if let Times::Count(n) = &mut rule.times {
+            *n -= 1;
+        }
+        Some(rule.fault.clone())
+    }
+}

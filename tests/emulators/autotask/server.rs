@@ -1,0 +1,519 @@
+//! The Autotask emulator handle: it binds 127.0.0.1 on a free port, runs the server on its own
+//! thread with its own tokio runtime (so synchronous tests and async code alike can use it),
+//! and stops everything when dropped. Through the handle a test reads the log, arms faults,
+//! holds requests in flight (to meet the thread threshold deterministically), moves the tenant
+//! to another zone, and reads or changes the data while a sync runs; every such call takes the
+//! same lock the handlers take.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, header};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use time::{Date, OffsetDateTime};
+use tokio::sync::{oneshot, watch};
+
+use super::api;
+use super::faults::{FaultBook, FaultRule};
+use super::fixtures::AtData;
+use super::lock;
+use super::model::{Adjustment, Company, Contract, Service, UnitRow};
+use super::request_log::{LoggedRequest, RequestLog};
+use super::state::{State, WriteCounts};
+
+/// The zone's REST root path the emulator starts with, as Autotask's zones write it.
+pub const ZONE_PATH: &str = "/ATServicesRest/";
+
+/// Requests Autotask lets one integration have in flight against one endpoint.
+pub const THREAD_LIMIT: usize = 3;
+
+/// What a client must present in the `UserName`, `Secret` and `ApiIntegrationCode` headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub secret: String,
+    pub integration_code: String,
+}
+
+impl Default for Credentials {
+    fn default() -> Credentials {
+        Credentials {
+            username: "api-tally@tallydemo.example".to_owned(),
+            secret: "n4Qe$7vLw2Kp@9Zs".to_owned(),
+            integration_code: "TALLYDEMO7Q3KX9M2PL4HRVB8N".to_owned(),
+        }
+    }
+}
+
+/// What the server and the handle share.
+pub struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) log: RequestLog,
+    pub(crate) faults: FaultBook,
+    pub(crate) credentials: Credentials,
+    /// The tenant's zone path, e.g. `/ATServicesRest/`.
+    zone_path: Mutex<String>,
+    /// Overrides the scheme and host of `nextPageUrl` and the zone URL.
+    origin_override: Mutex<Option<String>>,
+    latency_micros: AtomicU64,
+    release_delay_micros: AtomicU64,
+    /// Requests in flight per (integration code, entity).
+    in_flight: Mutex<HashMap<(String, String), usize>>,
+    /// `true` while requests are held before they are processed.
+    paused: watch::Sender<bool>,
+    /// Requests counted against the hourly threshold, and the threshold if one is set.
+    hourly: Mutex<(u64, Option<u64>)>,
+    addr: SocketAddr,
+}
+
+impl Shared {
+    pub(crate) fn latency(&self) -> Duration {
+        Duration::from_micros(self.latency_micros.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn zone_path(&self) -> String {
+        lock(&self.zone_path).clone()
+    }
+
+    /// `http://host:port` as the client addressed the emulator, unless overridden.
+    pub(crate) fn origin_for(&self, headers: &HeaderMap) -> String {
+        if let Some(origin) = lock(&self.origin_override).clone() {
+            return origin;
+        }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        match host {
+            Some(host) if !host.is_empty() => format!("http://{host}"),
+            _ => format!("http://{}", self.addr),
+        }
+    }
+
+    /// Takes a slot for `entity`, or `None` when `THREAD_LIMIT` requests are in flight.
+    pub(crate) fn acquire(self: &Arc<Self>, code: &str, entity: &str) -> Option<Slot> {
+        let key = (code.to_owned(), entity.to_owned());
+        let mut in_flight = lock(&self.in_flight);
+        let count = in_flight.entry(key.clone()).or_default();
+        if *count >= THREAD_LIMIT {
+            return None;
+        }
+        *count += 1;
+        Some(Slot { shared: Arc::clone(self), key: Some(key) })
+    }
+
+    fn release(&self, key: &(String, String)) {
+        if let Some(count) = lock(&self.in_flight).get_mut(key) {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// Waits while requests are held (see [`AutotaskEmulator::pause`]).
+    pub(crate) async fn wait_if_paused(&self) {
+        let mut paused = self.paused.subscribe();
+        let _ = paused.wait_for(|held| !*held).await;
+    }
+
+    /// Requests counted against the hourly threshold so far.
+    pub(crate) fn requests_this_hour(&self) -> u64 {
+        lock(&self.hourly).0
+    }
+
+    /// Counts one request against the hourly threshold; the threshold when it is exceeded.
+    pub(crate) fn count_request(&self) -> Result<(), u64> {
+        let mut hourly = lock(&self.hourly);
+        hourly.0 += 1;
+        match hourly.1 {
+            Some(limit) if hourly.0 > limit => Err(limit),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A request's place among the ones in flight on its endpoint; released on drop, after the
+/// configured release delay (Autotask frees its counter a little after it answers, case C09).
+pub struct Slot {
+    shared: Arc<Shared>,
+    key: Option<(String, String)>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let delay = Duration::from_micros(self.shared.release_delay_micros.load(Ordering::Relaxed));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !delay.is_zero() => {
+                let shared = Arc::clone(&self.shared);
+                runtime.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    shared.release(&key);
+                });
+            }
+            _ => self.shared.release(&key),
+        }
+    }
+}
+
+/// A running Autotask REST API emulator; dropping it stops the server.
+pub struct AutotaskEmulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AutotaskEmulator {
+    /// Starts an emulator serving `data` with the default credentials.
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port or runtime can be had; use `try_start` to handle that.
+    pub fn start(data: AtData) -> AutotaskEmulator {
+        match AutotaskEmulator::try_start(data, Credentials::default()) {
+            Ok(emulator) => emulator,
+            Err(e) => panic!("cannot start the Autotask emulator: {e}"),
+        }
+    }
+
+    /// Starts an emulator serving `data` that accepts `credentials`.
+    pub fn try_start(data: AtData, credentials: Credentials) -> io::Result<AutotaskEmulator> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("at-emulator")
+            .enable_all()
+            .build()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new(data)),
+            log: RequestLog::default(),
+            faults: FaultBook::default(),
+            credentials,
+            zone_path: Mutex::new(ZONE_PATH.to_owned()),
+            origin_override: Mutex::new(None),
+            latency_micros: AtomicU64::new(0),
+            release_delay_micros: AtomicU64::new(0),
+            in_flight: Mutex::new(HashMap::new()),
+            paused: watch::channel(false).0,
+            hourly: Mutex::new((0, None)),
+            addr,
+        });
+        let (shutdown, stop) = oneshot::channel();
+        let router = api::router(shared.clone());
+        let thread =
+            std::thread::Builder::new().name("at-emulator".to_owned()).spawn(move || {
+                runtime.block_on(accept_loop(listener, router, stop));
+                runtime.shutdown_timeout(Duration::from_secs(2));
+            })?;
+        Ok(AutotaskEmulator { shared, addr, shutdown: Some(shutdown), thread: Some(thread) })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The adapter's `zone_discovery_url`: `http://127.0.0.1:PORT/atservicesrest`.
+    pub fn zone_discovery_url(&self) -> String {
+        format!("{}/atservicesrest", self.base_url())
+    }
+
+    /// The zone `zoneInformation` reports: `http://127.0.0.1:PORT/ATServicesRest/`.
+    pub fn zone_url(&self) -> String {
+        format!("{}{}", self.base_url(), self.shared.zone_path())
+    }
+
+    /// `http://127.0.0.1:PORT/ATServicesRest/V1.0`
+    pub fn api_url(&self) -> String {
+        format!("{}V1.0", self.zone_url())
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.shared.credentials
+    }
+
+    pub fn username(&self) -> &str {
+        &self.shared.credentials.username
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.shared.credentials.secret
+    }
+
+    pub fn integration_code(&self) -> &str {
+        &self.shared.credentials.integration_code
+    }
+
+    // Request log.
+
+    /// Every request received since the start or the last `clear_log`, in arrival order.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.shared.log.entries()
+    }
+
+    /// Forgets the logged requests and the counters.
+    pub fn clear_log(&self) {
+        self.shared.log.clear();
+    }
+
+    /// Requests received per entity (`Companies`, `zoneInformation`, …).
+    pub fn request_counts(&self) -> BTreeMap<String, usize> {
+        self.shared.log.counts()
+    }
+
+    /// Requests received for `entity`, ignoring case.
+    pub fn request_count(&self, entity: &str) -> usize {
+        self.request_counts()
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(entity))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Keeps (the default) or stops keeping log entries; counters are always kept.
+    pub fn set_logging(&self, enabled: bool) {
+        self.shared.log.set_enabled(enabled);
+    }
+
+    // Faults, limits and timing.
+
+    /// Arms a fault (see `FaultRule`).
+    pub fn inject(&self, rule: FaultRule) {
+        self.shared.faults.add(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// Rules that could still fire.
+    pub fn armed_faults(&self) -> usize {
+        self.shared.faults.armed()
+    }
+
+    /// A delay added to every request before it is handled (default none).
+    pub fn set_latency(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.shared.latency_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// How long after answering a request still counts against the thread threshold (default
+    /// none).
+    pub fn set_release_delay(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.shared.release_delay_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// Holds every API request that got past authentication and the thread threshold, still
+    /// counting as in flight, until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.shared.paused.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.shared.paused.send_replace(false);
+    }
+
+    /// Requests in flight now against `entity`, for every integration code.
+    pub fn in_flight(&self, entity: &str) -> usize {
+        lock(&self.shared.in_flight)
+            .iter()
+            .filter(|((_, name), _)| name.eq_ignore_ascii_case(entity))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Refuses API requests beyond `limit` (counted from now) as the hourly threshold does;
+    /// `None` lifts the threshold.
+    pub fn set_request_threshold(&self, limit: Option<u64>) {
+        *lock(&self.shared.hourly) = (0, limit);
+    }
+
+    /// Moves the tenant to the zone path `path` (e.g. `/zone2/ATServicesRest/`): the old path
+    /// answers 401 from now on and `zoneInformation` names the new one.
+    pub fn move_zone(&self, path: &str) {
+        let path = format!("/{}/", path.trim_matches('/'));
+        *lock(&self.shared.zone_path) = path;
+    }
+
+    /// Makes `nextPageUrl` and the zone URL start with `origin` (e.g. `http://other.example`)
+    /// instead of the host the client addressed; `None` restores the default.
+    pub fn set_link_origin(&self, origin: Option<&str>) {
+        *lock(&self.shared.origin_override) = origin.map(|o| o.trim_end_matches('/').to_owned());
+    }
+
+    // Data.
+
+    /// Runs `f` on the data under the lock, for changes that must happen at once.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut lock(&self.shared.state))
+    }
+
+    /// A copy of every record.
+    pub fn snapshot(&self) -> AtData {
+        lock(&self.shared.state).snapshot()
+    }
+
+    /// The writes applied through the API.
+    pub fn writes(&self) -> WriteCounts {
+        lock(&self.shared.state).writes
+    }
+
+    /// The adjustments applied, fixtures' included, in order.
+    pub fn adjustments(&self) -> Vec<Adjustment> {
+        lock(&self.shared.state).adjustments.clone()
+    }
+
+    /// The unit rows of one contract service, by start date.
+    pub fn unit_rows(&self, contract_service_id: i64) -> Vec<UnitRow> {
+        lock(&self.shared.state).unit_rows_of(contract_service_id)
+    }
+
+    /// The units of a contract service on `date`.
+    pub fn units_on(&self, contract_service_id: i64, date: Date) -> Option<i64> {
+        lock(&self.shared.state).units_on(contract_service_id, date)
+    }
+
+    pub fn company(&self, id: i64) -> Option<Company> {
+        lock(&self.shared.state).companies.get(&id).cloned()
+    }
+
+    pub fn service(&self, id: i64) -> Option<Service> {
+        lock(&self.shared.state).services.get(&id).cloned()
+    }
+
+    pub fn contract(&self, id: i64) -> Option<Contract> {
+        lock(&self.shared.state).contracts.get(&id).cloned()
+    }
+
+    /// Adds or replaces a company exactly as given.
+    pub fn add_company(&self, company: Company) {
+        lock(&self.shared.state).companies.insert(company.id, company);
+    }
+
+    /// Changes a company as a user would: `lastActivityDate` moves forward. False when there
+    /// is no such company.
+    pub fn update_company(&self, id: i64, change: impl FnOnce(&mut Company)) -> bool {
+        let mut state = lock(&self.shared.state);
+        let Some(company) = state.companies.get_mut(&id) else { return false };
+        change(company);
+        company.last_activity = next_stamp(company.last_activity);
+        true
+    }
+
+    pub fn remove_company(&self, id: i64) -> Option<Company> {
+        lock(&self.shared.state).companies.remove(&id)
+    }
+
+    /// Adds or replaces a service exactly as given.
+    pub fn add_service(&self, service: Service) {
+        lock(&self.shared.state).services.insert(service.id, service);
+    }
+
+    /// Changes a service: `lastModifiedDate` moves forward.
+    pub fn update_service(&self, id: i64, change: impl FnOnce(&mut Service)) -> bool {
+        let mut state = lock(&self.shared.state);
+        let Some(service) = state.services.get_mut(&id) else { return false };
+        change(service);
+        service.last_modified = next_stamp(service.last_modified);
+        true
+    }
+
+    pub fn add_contract(&self, contract: Contract) {
+        lock(&self.shared.state).contracts.insert(contract.id, contract);
+    }
+
+    pub fn update_contract(&self, id: i64, change: impl FnOnce(&mut Contract)) -> bool {
+        let mut state = lock(&self.shared.state);
+        let Some(contract) = state.contracts.get_mut(&id) else { return false };
+        change(contract);
+        contract.id = id;
+        true
+    }
+
+    /// Adds a contract service with `units` in every monthly period of its contract.
+    pub fn add_line(&self, id: i64, contract_id: i64, service_id: i64, units: i64) {
+        let mut state = lock(&self.shared.state);
+        let mut data = AtData {
+            services: state.services.values().cloned().collect(),
+            contracts: state.contracts.values().cloned().collect(),
+            units: state.units.values().next_back().cloned().into_iter().collect(),
+            ..AtData::default()
+        };
+        data.add_line(id, contract_id, service_id, units);
+        for service in data.contract_services {
+            state.contract_services.insert(service.id, service);
+        }
+        for row in data.units.into_iter().filter(|row| row.contract_service_id == id) {
+            state.put_unit_row(row);
+        }
+    }
+
+    /// Applies an adjustment as the API would (the emulator's own clock as its time).
+    pub fn adjust(
+        &self,
+        contract_id: i64,
+        service_id: i64,
+        unit_change: i64,
+        effective: Date,
+    ) -> Result<i64, String> {
+        lock(&self.shared.state)
+            .adjust(
+                contract_id,
+                service_id,
+                None,
+                unit_change,
+                effective,
+                OffsetDateTime::now_utc(),
+            )
+            .map_err(|refusal| refusal.message)
+    }
+}
+
+impl Drop for AutotaskEmulator {
+    fn drop(&mut self) {
+        self.resume();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The stamp a change gives a record last stamped `previous`: now, but always at least a
+/// millisecond later than before.
+fn next_stamp(previous: OffsetDateTime) -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    let now = now - time::Duration::nanoseconds(i64::from(now.nanosecond() % 1_000_000));
+    now.max(previous + time::Duration::milliseconds(1))
+}
+
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    router: Router,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(router.clone());
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}
