@@ -248,7 +248,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    logging::init(cli.log_format, cli.verbose);
+    // The demo explains itself on stderr; its INFO lines would only bury that.
+    let quiet = matches!(cli.command, Command::Demo(_)) && cli.verbose == 0;
+    logging::init(cli.log_format, cli.verbose, quiet);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -13,8 +13,9 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. The default level is `info` for tally and `warn` for
 /// libraries.
-pub fn init(format: LogFormat, verbose: u8) {
+pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "warn",
         0 => "warn,tally_agent=info,tally=info",
         1 => "info,tally_agent=debug,tally=debug",
         _ => "debug",

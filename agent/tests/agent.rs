@@ -201,3 +201,27 @@ fn c21_a_killed_agent_leaves_no_lock_behind() {
     again.child.kill().unwrap();
     again.child.wait().unwrap();
 }
+
+#[test]
+fn the_demo_runs_with_no_setup_and_shows_every_kind_of_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["demo", "--format", "json"])
+        .current_dir(dir.path())
+        .env_remove("TALLY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
+    let cards = doc["cards"].as_array().unwrap();
+    let status = |company: &str| {
+        cards.iter().find(|c| c["company"].as_str().unwrap().starts_with(company)).unwrap()["status"].clone()
+    };
+    assert_eq!(status("Contoso Ltd"), "match", "the increase was applied");
+    assert_eq!(status("Fabrikam"), "reconcile", "the reduction waits for approval");
+    assert_eq!(status("Adventure Works"), "unmapped");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "the demo wrote into the working directory"
+    );
+}
