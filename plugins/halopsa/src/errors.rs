@@ -41,8 +41,7 @@ pub fn from_response(response: &HttpResponse, endpoint: &str) -> PluginError {
         404 => (ErrorKind::NotFound, false, "Halo has no such record"),
         409 | 412 => (ErrorKind::Conflict, false, "Halo refused a conflicting change"),
         429 => (ErrorKind::RateLimited, true, "Halo is throttling this application"),
-        500 | 502 | 503 | 504 => (ErrorKind::Server, true, "Halo failed to answer"),
-        500..=599 => (ErrorKind::Server, false, "Halo cannot answer this request"),
+        500..=599 => (ErrorKind::Server, true, "Halo failed to answer"),
         400..=499 => (ErrorKind::InvalidRequest, false, "Halo refused the request"),
         _ => (ErrorKind::Server, false, "Halo gave an unexpected answer"),
     };

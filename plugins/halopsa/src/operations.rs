@@ -5,10 +5,12 @@
 //! (`POST /api/RecurringInvoice` with `[{"id": …, "lines": [...]}]`). Halo deletes every line
 //! an upsert leaves out, so [`upsert_body`] sends back every line of the invoice exactly as
 //! Halo wrote it, and changes nothing but the `qty_order` of the target line. Ids go out as
-//! JSON integers (Halo refuses `95.0`), negative ones included. The probe reports every
-//! failure as `config` or `auth`: the host never retries a failed probe. This module must
-//! never send an upsert built from anything but the invoice just read, and never drop, add or
-//! reorder a line.
+//! JSON integers (Halo refuses `95.0`), negative ones included. Halo has no conditional write:
+//! an edit to another line of the same invoice between the read and the upsert would be
+//! overwritten with what was read, so the upsert goes out in the step right after the read.
+//! The probe reports every failure as `config` or `auth`: the host never retries a failed
+//! probe. This module must never send an upsert built from anything but the invoice just
+//! read, and never drop, add or reorder a line.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
