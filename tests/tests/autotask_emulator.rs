@@ -450,3 +450,241 @@ fn the_sample_is_the_connectwise_sample_msp_and_generate_is_deterministic() {
     assert_eq!(AtData::generate(5, 50, 10, 20, 40), AtData::generate(5, 50, 10, 20, 40));
     assert_ne!(AtData::generate(5, 50, 10, 20, 40), AtData::generate(6, 50, 10, 20, 40));
 }
+
+// The Autotask adapter against the emulator: every request the adapter's machines ask for is
+// sent over HTTP, and only to a host the session allows.
+
+mod adapter {
+    use rust_decimal::Decimal;
+    use tally_autotask::Autotask;
+    use tally_plugin_sdk::{
+        ErrorKind, Header, HttpRequest, HttpResponse, LineRef, ListMode, OpResult, Operation,
+        Plugin, PluginError, Quantity, Record, Step, StepInput,
+    };
+
+    use super::*;
+
+    fn open(at: &At) -> Autotask {
+        open_with(at, at.emu.secret())
+    }
+
+    fn open_with(at: &At, secret: &str) -> Autotask {
+        let settings = json!({
+            "username": at.emu.username(),
+            "secret": secret,
+            "integration_code": at.emu.integration_code(),
+            "zone_discovery_url": at.emu.zone_discovery_url(),
+        });
+        match Autotask::open(&settings) {
+            Ok(plugin) => plugin.with_today(date!(2024 - 05 - 20)),
+            Err(e) => panic!("settings refused: {e}"),
+        }
+    }
+
+    #[derive(Default)]
+    struct Run {
+        requests: Vec<HttpRequest>,
+        pages: usize,
+        records: Vec<Record>,
+        result: Option<OpResult>,
+        error: Option<PluginError>,
+    }
+
+    /// Runs one operation to its end, sending its requests to the emulator.
+    async fn run(at: &At, plugin: &Autotask, operation: Operation) -> Run {
+        let mut machine = match plugin.start(operation) {
+            Ok(machine) => machine,
+            Err(e) => panic!("operation refused: {e}"),
+        };
+        let hosts = plugin.hosts();
+        let mut run = Run::default();
+        let mut input = StepInput::Start;
+        for _ in 0..500 {
+            match machine.step(input) {
+                Step::Send { request } => {
+                    let url = reqwest::Url::parse(&request.url).expect("a URL");
+                    let host =
+                        format!("{}:{}", url.host_str().unwrap_or(""), url.port().unwrap_or(0));
+                    assert!(hosts.contains(&host), "{host} is not among {hosts:?}");
+                    let response = send_request(at, &request).await;
+                    run.requests.push(request);
+                    input = StepInput::Response { response };
+                }
+                Step::Page { records, .. } => {
+                    run.pages += 1;
+                    run.records.extend(records);
+                    input = StepInput::Continue;
+                }
+                Step::Done { result } => {
+                    run.result = Some(result);
+                    return run;
+                }
+                Step::Failed { error } => {
+                    run.error = Some(error);
+                    return run;
+                }
+            }
+        }
+        panic!("the operation did not end within 500 steps");
+    }
+
+    async fn send_request(at: &At, request: &HttpRequest) -> HttpResponse {
+        let method = Method::from_bytes(request.method.as_bytes()).expect("a method");
+        let mut builder = at.http.request(method, &request.url);
+        for header in &request.headers {
+            builder = builder.header(&header.name, &header.value);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let response = send(builder).await;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| Header {
+                name: k.as_str().to_owned(),
+                value: v.to_str().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        HttpResponse { status, headers, body: response.text().await.unwrap_or_default() }
+    }
+
+    fn list(stream: &str) -> Operation {
+        Operation::List {
+            stream: stream.to_owned(),
+            mode: ListMode::Full,
+            checkpoint: None,
+            parent_id: None,
+            lookback_seconds: 0,
+        }
+    }
+
+    fn set(line: i64, contract: i64, quantity: i64, date: &str) -> Operation {
+        Operation::SetQuantity {
+            line: LineRef { id: line.to_string(), agreement_id: contract.to_string() },
+            quantity: Quantity(Decimal::from(quantity)),
+            effective_date: date.to_owned(),
+        }
+    }
+
+    fn quantity(run: &Run) -> i64 {
+        match &run.result {
+            Some(OpResult::Line { line }) => line.quantity.0.try_into().unwrap_or(-1),
+            other => panic!("expected a line, got {other:?} / {:?}", run.error),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_adapter_reads_every_stream_of_the_sample() {
+        let at = At::start(AtData::sample());
+        let plugin = open(&at);
+        let probe = run(&at, &plugin, Operation::Probe).await;
+        assert!(matches!(probe.result, Some(OpResult::Probed { .. })), "{:?}", probe.error);
+
+        let companies = run(&at, &plugin, list("companies")).await;
+        assert_eq!(companies.records.len(), 8);
+        let products = run(&at, &plugin, list("products")).await;
+        assert_eq!(products.records.len(), 6);
+        let agreements = run(&at, &plugin, list("agreements")).await;
+        assert_eq!(agreements.records.len(), 7, "the block-hours contract is not recurring");
+
+        let lines = run(&at, &plugin, list("billing_lines")).await;
+        assert!(lines.error.is_none(), "{:?}", lines.error);
+        assert_eq!(lines.records.len(), 14);
+        assert_eq!(lines.requests.len(), 3, "one page: lines, their units, their contracts");
+        let line = |id: i64| {
+            lines.records.iter().find_map(|r| match r {
+                Record::BillingLine(l) if l.id == id.to_string() => Some(l.clone()),
+                _ => None,
+            })
+        };
+        let fabrikam = line(sample_ids::FABRIKAM_M365).expect("line 77");
+        assert_eq!(fabrikam.quantity.0, Decimal::from(40));
+        assert_eq!(fabrikam.company_id, sample_ids::FABRIKAM.to_string());
+        assert_eq!(fabrikam.effective_date.as_deref(), Some("2024-05-01"));
+        let contoso = line(sample_ids::CONTOSO_SAFEDNS).expect("line 70");
+        assert_eq!(contoso.quantity.0, Decimal::from(42), "the April adjustment is in force");
+        assert_eq!(at.emu.request_count("zoneInformation"), 1, "one zone lookup per session");
+    }
+
+    #[tokio::test]
+    async fn c02_the_adapter_reads_every_page_with_posts() {
+        let at = At::start(AtData::generate(9, 1234, 0, 0, 0));
+        let plugin = open(&at);
+        let companies = run(&at, &plugin, list("companies")).await;
+        assert!(companies.error.is_none(), "{:?}", companies.error);
+        assert_eq!(companies.records.len(), 1234);
+        assert_eq!(companies.pages, 3);
+        let logged = at.emu.requests();
+        assert_eq!(logged.iter().filter(|r| r.continuation).count(), 2);
+        assert!(logged.iter().filter(|r| r.entity == "Companies").all(|r| r.method == "POST"));
+
+        at.emu
+            .inject(FaultRule::new("Companies", Fault::server_error()).on_continuation().always());
+        let failed = run(&at, &plugin, list("companies")).await;
+        let error = failed.error.expect("the listing fails");
+        assert_eq!(error.kind, ErrorKind::Server);
+        assert_eq!(failed.pages, 1, "the first page only, and never as the last");
+    }
+
+    #[tokio::test]
+    async fn c13_the_adapter_never_applies_a_change_twice() {
+        let at = At::start(AtData::sample());
+        let plugin = open(&at);
+        let line = sample_ids::FABRIKAM_M365;
+        let contract = sample_ids::FABRIKAM_CONTRACT;
+
+        let first = run(&at, &plugin, set(line, contract, 43, "2024-05-15")).await;
+        assert_eq!(quantity(&first), 43);
+        assert_eq!(at.emu.writes().adjustments, 1);
+
+        // A restart asks again for the same target: nothing is sent.
+        let again = run(&at, &plugin, set(line, contract, 43, "2024-05-15")).await;
+        assert_eq!(quantity(&again), 43);
+        assert_eq!(at.emu.writes().adjustments, 1);
+        assert_eq!(at.emu.units_on(line, date!(2024 - 05 - 15)), Some(43));
+
+        // The next adjustment lands but is answered 500: the adapter reads before it sends
+        // anything more.
+        at.emu.inject(FaultRule::new(
+            "ContractServiceAdjustments",
+            Fault::ServerErrorAfterProcessing,
+        ));
+        let lost = run(&at, &plugin, set(line, contract, 45, "2024-05-15")).await;
+        assert_eq!(quantity(&lost), 45);
+        assert_eq!(at.emu.writes().adjustments, 2);
+        assert_eq!(at.emu.units_on(line, date!(2024 - 05 - 14)), Some(40));
+        assert_eq!(at.emu.units_on(line, date!(2024 - 06 - 14)), Some(45));
+    }
+
+    #[tokio::test]
+    async fn c09_c10_the_adapter_classifies_the_emulators_refusals() {
+        let at = At::start(AtData::sample());
+        let probe = run(&at, &open_with(&at, "wrong"), Operation::Probe).await;
+        let error = probe.error.expect("the probe fails");
+        assert_eq!(error.kind, ErrorKind::Config);
+        assert!(!error.retryable);
+        assert!(!error.message.contains(at.emu.integration_code()));
+
+        let plugin = open(&at);
+        at.emu.inject(FaultRule::new("Services", Fault::ThreadThreshold));
+        let throttled = run(&at, &plugin, list("products")).await;
+        let error = throttled.error.expect("throttled");
+        assert_eq!(error.kind, ErrorKind::RateLimited);
+        assert!(error.retryable);
+    }
+
+    #[tokio::test]
+    async fn the_adapter_follows_a_tenant_to_its_new_zone() {
+        let at = At::start(AtData::sample());
+        let plugin = open(&at);
+        assert!(run(&at, &plugin, list("products")).await.error.is_none());
+        at.emu.move_zone("/zone14/ATServicesRest/");
+        let moved = run(&at, &plugin, list("products")).await;
+        assert!(moved.error.is_none(), "{:?}", moved.error);
+        assert_eq!(moved.records.len(), 6);
+        assert!(moved.requests.last().is_some_and(|r| r.url.contains("/zone14/ATServicesRest/")));
+        assert_eq!(at.emu.request_count("zoneInformation"), 2);
+    }
+}
