@@ -116,8 +116,9 @@ impl Plugin for Autotask {
                 return Ok(Box::new(ProbeMachine::new(Box::new(probe))));
             }
             Operation::List { stream, mode, checkpoint, parent_id, lookback_seconds } => {
-                let listing = listing(&stream, mode, checkpoint, parent_id, lookback_seconds)?;
-                let listing = Listing { today: self.today(), ..listing };
+                let today = self.today();
+                let listing =
+                    listing(&stream, mode, checkpoint, parent_id, lookback_seconds, today)?;
                 Box::new(ListMachine::new(Arc::clone(&session), listing)?)
             }
             Operation::ReadLine { line } => {
@@ -154,6 +155,7 @@ fn listing(
     checkpoint: Option<Checkpoint>,
     parent_id: Option<String>,
     lookback_seconds: u64,
+    today: Date,
 ) -> Result<Listing, PluginError> {
     let Some(stream) = Stream::from_name(stream) else {
         let known: Vec<&str> = Stream::ALL.iter().map(|s| s.name()).collect();
@@ -172,13 +174,7 @@ fn listing(
             ),
         ));
     }
-    Ok(Listing {
-        stream,
-        mode,
-        start: checkpoint.unwrap_or_default(),
-        lookback_seconds,
-        today: Date::MIN,
-    })
+    Ok(Listing { stream, mode, start: checkpoint.unwrap_or_default(), lookback_seconds, today })
 }
 
 /// Names a step input for protocol-error messages.

@@ -21,8 +21,6 @@ const VERSION: &str = "V1.0";
 pub struct Zone {
     /// The REST root with a trailing slash, e.g. `https://webservices5.autotask.net/ATServicesRest/`.
     pub base: String,
-    /// `scheme://host[:port]` of `base`, to check continuation URLs against.
-    origin: String,
 }
 
 impl Zone {
@@ -54,7 +52,7 @@ impl Zone {
         if !base.ends_with('/') {
             base.push('/');
         }
-        Ok(Zone { base, origin: parsed.origin().ascii_serialization() })
+        Ok(Zone { base })
     }
 }
 
@@ -173,13 +171,6 @@ impl Session {
     pub fn rebase(&self, url: &str, from: &Zone) -> Option<String> {
         let zone = self.zone()?;
         url.strip_prefix(&from.base).map(|rest| format!("{}{rest}", zone.base))
-    }
-}
-
-impl Zone {
-    /// `scheme://host[:port]`.
-    pub fn origin(&self) -> &str {
-        &self.origin
     }
 }
 
