@@ -337,25 +337,23 @@ impl Config {
 
     fn resolve_env(&self, value: &mut serde_json::Value, key: &str) -> Result<(), ConfigError> {
         match value {
-            serde_json::Value::String(s) => {
-                if s.contains("${") {
-                    *s = substitute(s, |var| {
-                        std::env::var(var).map_err(|_| {
-                            let at = self.env_refs.iter().find(|r| r.var == var);
-                            ConfigError {
-                                file: self.file.clone(),
-                                line: at.map(|r| r.line).unwrap_or(0),
-                                column: at.map(|r| r.column).unwrap_or(0),
-                                key: Some(at.map(|r| r.key.clone()).unwrap_or(key.to_string())),
-                                message: format!(
-                                    "environment variable {var} is not set; export it (for a \
+            serde_json::Value::String(s) if s.contains("${") => {
+                *s = substitute(s, |var| {
+                    std::env::var(var).map_err(|_| {
+                        let at = self.env_refs.iter().find(|r| r.var == var);
+                        ConfigError {
+                            file: self.file.clone(),
+                            line: at.map(|r| r.line).unwrap_or(0),
+                            column: at.map(|r| r.column).unwrap_or(0),
+                            key: Some(at.map(|r| r.key.clone()).unwrap_or(key.to_string())),
+                            message: format!(
+                                "environment variable {var} is not set; export it (for a \
                                      service, in its environment file) or write the value here \
                                      and make the file readable only by its owner"
-                                ),
-                            }
-                        })
-                    })?;
-                }
+                            ),
+                        }
+                    })
+                })?;
             }
             serde_json::Value::Array(items) => {
                 for item in items {

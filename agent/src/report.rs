@@ -176,8 +176,8 @@ pub fn select(journal: &Journal, args: &ReportArgs) -> anyhow::Result<Vec<Card>>
         "status" => {
             cards.sort_by(|a, b| (a.status, &a.company_name).cmp(&(b.status, &b.company_name)))
         }
-        "vendor" => cards.sort_by(|a, b| b.vendor_quantity.cmp(&a.vendor_quantity)),
-        "psa" => cards.sort_by(|a, b| b.psa_quantity.cmp(&a.psa_quantity)),
+        "vendor" => cards.sort_by_key(|c| std::cmp::Reverse(c.vendor_quantity)),
+        "psa" => cards.sort_by_key(|c| std::cmp::Reverse(c.psa_quantity)),
         "difference" => cards.sort_by_key(|c| std::cmp::Reverse(difference(c).map(|d| d.abs()))),
         "money" => cards.sort_by_key(|c| std::cmp::Reverse(money(c).map(|d| d.abs()))),
         other => {

@@ -15,7 +15,9 @@ pub const FORMAT_VERSION: u32 = 1;
 const VERSION_KEY: &str = "format_version";
 
 /// Migration `i` takes a journal from format `i` to format `i + 1`.
-const MIGRATIONS: [fn(&WriteTransaction) -> Result<(), JournalError>; 1] = [create_tables];
+type Migration = fn(&WriteTransaction) -> Result<(), JournalError>;
+
+const MIGRATIONS: [Migration; 1] = [create_tables];
 
 /// Format 0 is a new, empty file: create every table.
 fn create_tables(tx: &WriteTransaction) -> Result<(), JournalError> {
@@ -48,7 +50,7 @@ pub(super) fn migrate(journal: &Journal) -> Result<(), JournalError> {
         if has_meta { stored_version(&tx)? } else { 0 }
     };
     if current == FORMAT_VERSION {
-        return Ok(());
+        return create_missing_tables(journal);
     }
     if current > FORMAT_VERSION {
         return Err(JournalError::NewerFormat {
@@ -73,6 +75,19 @@ pub(super) fn migrate(journal: &Journal) -> Result<(), JournalError> {
         tx.put(&META, VERSION_KEY, &FORMAT_VERSION.to_le_bytes().to_vec())?;
         Ok(())
     })
+}
+
+/// Tables added within a format version are created on open, so a journal never lacks one.
+fn create_missing_tables(journal: &Journal) -> Result<(), JournalError> {
+    let missing = {
+        let tx = journal.db.begin_read()?;
+        let existing: Vec<String> = match tx.list_tables() {
+            Ok(names) => names.map(|t| t.name().to_string()).collect(),
+            Err(e) => return Err(JournalError::Storage(e.to_string())),
+        };
+        tables::ALL_TABLES.iter().any(|name| !existing.iter().any(|e| e == name))
+    };
+    if missing { journal.write(create_tables) } else { Ok(()) }
 }
 
 /// Writes a format version as if a newer or older tally had, for tests.

@@ -309,12 +309,17 @@ async fn list_stream(
                 .await;
             match result {
                 Ok(_) => {
-                    let scope = Scope::for_stream(stream.record, parent);
+                    // Only a listing that handed over its last page proves it saw everything.
+                    let scopes = if last_seen {
+                        Scope::for_stream(stream, psa.handshake(), parent)
+                    } else {
+                        Vec::new()
+                    };
                     let guard = config.agent.retire_guard_percent;
                     match store::finish_listing(
                         journal,
                         &key,
-                        scope.as_ref(),
+                        &scopes,
                         guard,
                         options.confirm_retire,
                     )? {

@@ -21,17 +21,34 @@ pub enum Scope {
     Products,
     Agreements,
     LinesOf(String),
+    /// Every billing line: for a PSA whose agreement listing carries the lines too.
+    AllLines,
 }
 
 impl Scope {
-    pub fn for_stream(kind: sdk::RecordKind, parent_id: Option<&str>) -> Option<Scope> {
-        Some(match (kind, parent_id) {
-            (sdk::RecordKind::Company, _) => Scope::Companies,
-            (sdk::RecordKind::Product, _) => Scope::Products,
-            (sdk::RecordKind::Agreement, _) => Scope::Agreements,
-            (sdk::RecordKind::BillingLine, Some(parent)) => Scope::LinesOf(parent.to_string()),
-            _ => return None,
-        })
+    /// What a complete full listing of `stream` may retire. A plugin that lists no billing
+    /// line stream of its own delivers lines inside its agreement listing (HaloPSA's recurring
+    /// invoices carry their lines), so that listing owns every line as well.
+    pub fn for_stream(
+        stream: &sdk::StreamInfo,
+        handshake: &sdk::Handshake,
+        parent_id: Option<&str>,
+    ) -> Vec<Scope> {
+        let lines_elsewhere =
+            handshake.streams.iter().any(|s| s.record == sdk::RecordKind::BillingLine);
+        match (stream.record, parent_id) {
+            (sdk::RecordKind::Company, _) => vec![Scope::Companies],
+            (sdk::RecordKind::Product, _) => vec![Scope::Products],
+            (sdk::RecordKind::Agreement, _) if !lines_elsewhere => {
+                vec![Scope::Agreements, Scope::AllLines]
+            }
+            (sdk::RecordKind::Agreement, _) => vec![Scope::Agreements],
+            (sdk::RecordKind::BillingLine, Some(parent)) => {
+                vec![Scope::LinesOf(parent.to_string())]
+            }
+            (sdk::RecordKind::BillingLine, None) => vec![Scope::AllLines],
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -117,7 +134,7 @@ pub fn store_page(
 pub fn finish_listing(
     journal: &Journal,
     stream: &str,
-    scope: Option<&Scope>,
+    scopes: &[Scope],
     guard_percent: u32,
     confirm_retire: bool,
 ) -> anyhow::Result<Finish> {
@@ -134,8 +151,30 @@ pub fn finish_listing(
         let mut finish = Finish::Complete { retired: 0 };
         if listing.full {
             state.last_full_at = Some(now);
-            if let Some(scope) = scope {
-                finish = retire(tx, scope, listing.started_at, guard_percent, confirm_retire, now)?;
+            // Every scope is checked against the guard before any is retired.
+            for scope in scopes {
+                if let held @ Finish::RetireHeld { .. } =
+                    retire(tx, scope, listing.started_at, guard_percent, confirm_retire, now, true)?
+                {
+                    finish = held;
+                }
+            }
+            if finish == (Finish::Complete { retired: 0 }) {
+                let mut total = 0;
+                for scope in scopes {
+                    if let Finish::Complete { retired } = retire(
+                        tx,
+                        scope,
+                        listing.started_at,
+                        guard_percent,
+                        confirm_retire,
+                        now,
+                        false,
+                    )? {
+                        total += retired;
+                    }
+                }
+                finish = Finish::Complete { retired: total };
             }
             if let Finish::RetireHeld { would_retire, of } = finish {
                 state.last_error = Some(format!(
@@ -163,6 +202,8 @@ pub fn fail_listing(journal: &Journal, stream: &str, error: &str) -> anyhow::Res
     })
 }
 
+/// Retires what `scope` holds that the listing did not see, or with `dry_run` only checks
+/// the guard.
 fn retire(
     tx: &redb::WriteTransaction,
     scope: &Scope,
@@ -170,6 +211,7 @@ fn retire(
     guard_percent: u32,
     confirm: bool,
     now: Millis,
+    dry_run: bool,
 ) -> anyhow::Result<Finish> {
     fn stale<V: serde::de::DeserializeOwned + serde::Serialize + Clone>(
         tx: &redb::WriteTransaction,
@@ -215,6 +257,9 @@ fn retire(
                 return Ok(Finish::RetireHeld { would_retire: unseen.len() as u64, of: active });
             }
             let retired = unseen.len() as u64;
+            if dry_run {
+                return Ok(Finish::Complete { retired });
+            }
             apply(tx, &$table, unseen, |v| v.seen.retired_at = Some(now))?;
             Ok(Finish::Complete { retired })
         }};
@@ -223,6 +268,7 @@ fn retire(
         Scope::Companies => retire_in!(tables::COMPANIES, |_| true),
         Scope::Products => retire_in!(tables::PRODUCTS, |_| true),
         Scope::Agreements => retire_in!(tables::AGREEMENTS, |_| true),
+        Scope::AllLines => retire_in!(tables::BILLING_LINES, |_| true),
         Scope::LinesOf(agreement) => {
             let agreement = agreement.clone();
             retire_in!(tables::BILLING_LINES, move |l: &model::BillingLine| l.agreement_id
