@@ -12,17 +12,46 @@ use tally_agent::journal::{Journal, Write};
 use tally_agent::model::{Account, Mapping, Origin, Service, Target, UsageCount, now_millis};
 use tally_tests::connectwise::{ConnectWiseEmulator, CwData};
 
+/// A ConnectWise emulator and a tally workspace configured for it.
 pub struct Env {
-    pub dir: tempfile::TempDir,
+    pub ws: Workspace,
     pub cw: ConnectWiseEmulator,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Workspace;
+
+    fn deref(&self) -> &Workspace {
+        &self.ws
+    }
+}
+
+/// A directory with a config, a mapping file and a journal, and the `tally` binary to run.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// Environment variables every command gets (the secrets the config refers to).
+    pub vars: Vec<(String, String)>,
+}
+
+impl Workspace {
+    pub fn new(config_text: &str, vars: Vec<(String, String)>) -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tally.toml");
+        std::fs::write(&config, config_text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        std::fs::write(dir.path().join("mapping.toml"), "# no manual entries\n").unwrap();
+        Workspace { dir, config, vars }
+    }
 }
 
 impl Env {
     pub fn new(data: CwData, apply: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
         let cw = ConnectWiseEmulator::start(data);
-        let config = dir.path().join("tally.toml");
         let text = format!(
             r#"journal = "tally.redb"
 mapping = "mapping.toml"
@@ -52,11 +81,12 @@ source = "push"
             public = cw.public_key(),
             client = cw.client_id(),
         );
-        std::fs::write(&config, text).unwrap();
-        std::fs::write(dir.path().join("mapping.toml"), "# no manual entries\n").unwrap();
-        Env { dir, cw, config }
+        let vars = vec![("TEST_CW_PRIVATE_KEY".to_string(), cw.private_key().to_string())];
+        Env { ws: Workspace::new(&text, vars), cw }
     }
+}
 
+impl Workspace {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -66,7 +96,7 @@ source = "push"
         command
             .arg("--config")
             .arg(&self.config)
-            .env("TEST_CW_PRIVATE_KEY", self.cw.private_key())
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .env_remove("TALLY_CONFIG")
             .current_dir(self.dir.path());
         command
@@ -196,4 +226,14 @@ source = "push"
 
 pub fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+impl Env {
+    pub fn card<'a>(
+        cards: &'a serde_json::Value,
+        company: &str,
+        product: &str,
+    ) -> &'a serde_json::Value {
+        Workspace::card(cards, company, product)
+    }
 }
