@@ -10,7 +10,7 @@ use common::Env;
 use rust_decimal::Decimal;
 use tally_agent::journal::tables;
 use tally_agent::journal::{Read, Write};
-use tally_tests::connectwise::{CwData, Fault, FaultRule, sample_ids::*};
+use tally_tests::connectwise::{Company, CwData, Fault, FaultRule, sample_ids::*};
 
 fn dec(text: &str) -> Decimal {
     text.parse().unwrap()
@@ -137,8 +137,11 @@ fn every_card_status_and_the_report_only_policy() {
     drop(journal);
     let mapping = env.path("mapping.toml");
     let text = std::fs::read_to_string(&mapping).unwrap();
-    std::fs::write(&mapping, format!("{text}\n[[account]]\nvendor = \"safedns\"\nid = \"lab\"\nexclude = true\n"))
-        .unwrap();
+    std::fs::write(
+        &mapping,
+        format!("{text}\n[[account]]\nvendor = \"safedns\"\nid = \"lab\"\nexclude = true\n"),
+    )
+    .unwrap();
     env.ok(&["sync"]);
     let cards = env.cards();
     assert_eq!(Env::card(&cards, "250", "101")["status"], "reconcile");
@@ -369,4 +372,75 @@ fn c18_kill_9_during_sync_applies_every_change_exactly_once() {
             Env::card(&reference_cards, company, product)["psa_quantity"]
         );
     }
+}
+
+/// Stores a vendor report for Contoso's M365 seats, keeping the earlier reports as intake does.
+fn report_m365(env: &Env, quantity: i64) {
+    let journal = env.journal();
+    journal
+        .write(|tx| {
+            let key = tables::key3("safedns", "m365", "contoso");
+            let mut usage: tally_agent::model::UsageCount = tx.get(&tables::USAGE, &key)?.unwrap();
+            usage.previous.insert(0, (usage.quantity, usage.received_at));
+            usage.previous.truncate(5);
+            usage.quantity = Decimal::from(quantity);
+            usage.received_at = tally_agent::model::now_millis();
+            tx.put(&tables::USAGE, &key, &usage)
+        })
+        .unwrap();
+}
+
+#[test]
+fn c14_a_vendor_glitch_to_zero_is_held_and_a_change_waits_for_two_equal_reports() {
+    let env = Env::new(CwData::sample(), "all");
+    env.usage("contoso", CONTOSO, "m365", M365_BP, "25"); // line 4 = 25
+    let mapping = env.path("mapping.toml");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(
+        &mapping,
+        format!("{text}\n[[product]]\nproduct = \"M365-BP\"\nnever_auto_zero = true\nrequire_stable_pulls = 2\n"),
+    )
+    .unwrap();
+    env.ok(&["sync"]);
+    let line = || env.cw.addition(CONTOSO_AGREEMENT, 4).unwrap().quantity;
+    assert_eq!(line(), Decimal::from(25));
+
+    report_m365(&env, 0); // a transient glitch
+    env.ok(&["sync"]);
+    assert_eq!(line(), Decimal::from(25), "a drop to zero was written");
+    let cards = env.cards();
+    assert_eq!(Env::card(&cards, "250", "102")["action"], "held");
+
+    report_m365(&env, 26);
+    env.ok(&["sync"]);
+    assert_eq!(line(), Decimal::from(25), "applied after a single report");
+    let cards = env.cards();
+    assert!(
+        Env::card(&cards, "250", "102")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 equal vendor reports")
+    );
+
+    report_m365(&env, 26);
+    env.ok(&["sync"]);
+    assert_eq!(line(), Decimal::from(26));
+}
+
+#[test]
+fn c17_a_row_that_becomes_visible_behind_the_cursor_is_read_by_the_next_quick_sync() {
+    let env = Env::new(CwData::sample(), "none");
+    env.ok(&["sync"]);
+    // The newest company the first sync saw was stamped 2024-05-02 14:20:00; this one is stamped
+    // a little earlier but only becomes visible now.
+    let mut late = Company::new(42, "LateRow", "Late Row Ltd");
+    late.last_updated = time::macros::datetime!(2024-05-02 14:19:59.869 UTC);
+    env.cw.add_company(late);
+    let out = env.ok(&["sync"]);
+    assert!(out.contains("quick sync"), "{out}");
+    let journal = env.journal();
+    assert!(
+        journal.read().unwrap().get(&tables::COMPANIES, "42").unwrap().is_some(),
+        "row 42 was skipped"
+    );
 }
