@@ -444,3 +444,26 @@ fn c17_a_row_that_becomes_visible_behind_the_cursor_is_read_by_the_next_quick_sy
         "row 42 was skipped"
     );
 }
+
+#[test]
+fn transient_faults_are_retried_and_the_sync_completes() {
+    let env = Env::new(CwData::sample(), "all");
+    seed(&env);
+    env.cw.inject(FaultRule::new("company/companies", Fault::rate_limited_secs(1)));
+    env.cw.inject(FaultRule::new("procurement/catalog", Fault::ServiceUnavailable));
+    env.cw.inject(FaultRule::new("finance/agreements", Fault::TruncatedBody));
+    env.cw.inject(FaultRule::new("finance/agreements/*/additions", Fault::DropConnection));
+    env.cw.inject(
+        FaultRule::new("finance/agreements/*/additions/*", Fault::DropAfterProcessing)
+            .method("PATCH"),
+    );
+    let out = env.ok(&["sync"]);
+    assert!(out.contains("0 incomplete"), "{out}");
+    assert_eq!(env.cw.armed_faults(), 0, "a fault was never hit");
+    // The PATCH that landed without an answer was confirmed by reading the line, not resent.
+    env.ok(&["sync"]);
+    assert_eq!(env.cw.addition(CONTOSO_AGREEMENT, 2).unwrap().quantity, Decimal::from(45));
+    assert_eq!(env.cw.addition(5003, 6).unwrap().quantity, Decimal::from(10));
+    assert_eq!(env.cw.addition(5007, 14).unwrap().quantity, Decimal::from(28));
+    assert_eq!(env.cw.writes().patches, 3, "a change was applied twice");
+}

@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 use tally_plugin_sdk::{
-    Call, Checkpoint, HttpRequest, OpResult, Operation, PluginError, QuantityWrites, Record, Reply,
-    Step, StepInput,
+    Call, Checkpoint, HttpRequest, OpResult, Operation, PluginError, Record, Reply, Step, StepInput,
 };
 use tracing::Instrument as _;
 
@@ -320,10 +319,9 @@ impl PluginSession {
     fn replay_safe(&self, operation: &Operation) -> bool {
         match operation {
             Operation::Probe | Operation::List { .. } | Operation::ReadLine { .. } => true,
-            Operation::SetQuantity { .. } => {
-                self.plugin.handshake().quantity_writes == QuantityWrites::Absolute
-            }
-            Operation::CreateLine { .. } => false,
+            // A write whose answer was lost is never resent blindly, even an absolute one: the
+            // outbox reads the line back first, so each change reaches the PSA exactly once.
+            Operation::SetQuantity { .. } | Operation::CreateLine { .. } => false,
         }
     }
 

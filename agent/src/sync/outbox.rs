@@ -344,7 +344,20 @@ async fn apply_one(
             "failed",
             format!("the plugin answered {other:?} to a write"),
         ),
-        Err(e) if e.outcome_unknown() => keep_open(journal, &entry, e),
+        Err(e) if e.outcome_unknown() => {
+            // The answer was lost: the line itself says whether the write landed.
+            match current(psa, &entry).await {
+                Ok(Some(line)) if line.quantity.0 == entry.target_quantity => {
+                    let answer = format!(
+                        "{} -> {} (confirmed by reading the line after: {e})",
+                        quantity_text(entry.old_quantity),
+                        line.quantity.0.normalize()
+                    );
+                    finish(journal, &entry, OutboxState::Done, Some(&line), "applied", answer)
+                }
+                _ => keep_open(journal, &entry, e),
+            }
+        }
         Err(e) => finish(journal, &entry, OutboxState::Failed, None, "failed", e.to_string()),
     }
 }
