@@ -268,6 +268,29 @@ impl Config {
                 ),
             ));
         }
+        if raw.agent.retire_guard_percent > 100 {
+            return Err(err(
+                span_of("retire_guard_percent"),
+                Some("agent.retire_guard_percent".to_string()),
+                format!(
+                    "{} is not a percentage; write a number from 0 to 100",
+                    raw.agent.retire_guard_percent
+                ),
+            ));
+        }
+        if let Some(psa) = &raw.psa
+            && !(rust_decimal::Decimal::ZERO..=rust_decimal::Decimal::ONE_HUNDRED)
+                .contains(&psa.hold_reductions_over)
+        {
+            return Err(err(
+                span_of("hold_reductions_over"),
+                Some("psa.hold_reductions_over".to_string()),
+                format!(
+                    "{} is not a percentage; write a number from 0 to 100",
+                    psa.hold_reductions_over
+                ),
+            ));
+        }
         let psa = match raw.psa {
             Some(psa) => Some(PsaConfig {
                 plugin: psa.plugin,

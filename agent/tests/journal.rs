@@ -295,3 +295,14 @@ fn init_writes_a_config_that_loads_and_refuses_to_overwrite() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+#[test]
+fn config_percentages_must_be_between_0_and_100() {
+    let (code, stderr) = config_error("[agent]\nretire_guard_percent = 150\n");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("tally.toml:2:1") && stderr.contains("from 0 to 100"), "{stderr}");
+    let (code, stderr) =
+        config_error("[psa]\nplugin = \"connectwise\"\nhold_reductions_over = -5\n");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("psa.hold_reductions_over"), "{stderr}");
+}
