@@ -225,3 +225,29 @@ fn the_demo_runs_with_no_setup_and_shows_every_kind_of_card() {
         "the demo wrote into the working directory"
     );
 }
+
+#[test]
+fn sighup_reloads_the_config_and_keeps_the_old_one_when_the_new_one_is_invalid() {
+    let env = Env::new(CwData::sample(), "none");
+    let rt = runtime();
+    let mut agent = start(&env);
+    let pid = agent.child.id().to_string();
+    let log = || std::fs::read_to_string(env.path("agent.log")).unwrap();
+    let good = std::fs::read_to_string(&env.config).unwrap();
+
+    std::fs::write(&env.config, format!("{good}\nnot valid toml = = =\n")).unwrap();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_for("the refused reload in the log", || {
+        log().contains("config not reloaded").then_some(())
+    });
+    let (code, _) = send(&rt, reqwest::Client::new().get(format!("{}/healthz", agent.base)));
+    assert_eq!(code, 200, "the agent did not survive a bad config");
+
+    std::fs::write(&env.config, good.replace("lookback = \"10m\"", "lookback = \"20m\"")).unwrap();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_for("the reload in the log", || log().contains("config reloaded").then_some(()));
+
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = wait_for("the agent to exit", || agent.child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0));
+}
