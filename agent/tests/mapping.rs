@@ -15,7 +15,7 @@ use tally_agent::journal::tables::{ACCOUNT_MAPPINGS, PRODUCT_RULES, SERVICE_MAPP
 use tally_agent::journal::tables::{ACCOUNTS, COMPANIES, PRODUCTS, SERVICES, USAGE};
 use tally_agent::journal::{Journal, Read, Write};
 use tally_agent::mapping::edit::{self, AddRequest, AddTarget};
-use tally_agent::mapping::index::NameIndex;
+use tally_agent::mapping::index::{Lookups, NameIndex};
 use tally_agent::mapping::normalize::{level1, visible};
 use tally_agent::mapping::resolve::file_state;
 use tally_agent::mapping::suggest::{self, Kind};
@@ -371,8 +371,12 @@ fn c27_legal_suffix_and_punctuation_variants_are_suggestions_only() {
     let tx = env.journal.read().unwrap();
     let companies = tx.values(&COMPANIES, "").unwrap();
     let accounts = tx.values(&ACCOUNTS, "").unwrap();
-    let found =
-        suggest::suggest(&accounts, &[], &NameIndex::companies(&companies), &NameIndex::default());
+    let found = suggest::suggest(
+        &accounts,
+        &[],
+        &NameIndex::companies(&companies, Lookups::Suggest),
+        &NameIndex::default(),
+    );
     let by_id: HashMap<&str, &suggest::Suggestion> =
         found.items.iter().map(|s| (s.id.as_str(), s)).collect();
     let best = |v: &str| {
@@ -437,8 +441,12 @@ fn suggestions_read_an_index_instead_of_comparing_all_pairs() {
     let accounts: Vec<Account> = (0..5000)
         .map(|i| account("safedns", &format!("a{i}"), &format!("{}, Inc.", name(i).to_uppercase())))
         .collect();
-    let found =
-        suggest::suggest(&accounts, &[], &NameIndex::companies(&companies), &NameIndex::default());
+    let found = suggest::suggest(
+        &accounts,
+        &[],
+        &NameIndex::companies(&companies, Lookups::Suggest),
+        &NameIndex::default(),
+    );
     assert_eq!(found.items.len(), 5000);
     assert!(found.items.iter().all(|s| s.candidates[0].id == s.id[1..]), "each finds its own");
     assert!(

@@ -227,7 +227,9 @@ mod tests {
 
     #[test]
     fn appending_keeps_every_existing_byte() {
-        let text = "# my notes\n[[account]]\nvendor = \"safedns\"   # aligned\nid = \"a1\"\ncompany = 7\n\n# services below\n[[service]]\nvendor = \"safedns\"\nid = \"pro\"\nproduct = 9\n";
+        let text = "# my notes\n[[account]]\nvendor = \"safedns\"   # aligned\nid = \"a1\"\n\
+                    company = 7\n\n# services below\n[[service]]\nvendor = \"safedns\"\n\
+                    id = \"pro\"\nproduct = 9\n";
         let target = ("250".to_string(), "Contoso\u{00A0}Ltd".to_string());
         let (out, replaced) =
             edited(text, &request(AddTarget::To("250".into())), Some(&target)).unwrap();
@@ -241,12 +243,14 @@ mod tests {
 
     #[test]
     fn changing_an_entry_touches_only_its_target() {
-        let text = "[[account]] # first\nvendor = \"safedns\"\nid = \"a2\" # keep\ncompany = 7 # old\n# tail\n";
+        let text = "[[account]] # first\nvendor = \"safedns\"\nid = \"a2\" # keep\n\
+                    company = 7 # old\n# tail\n";
         let (out, replaced) = edited(text, &request(AddTarget::Exclude), None).unwrap();
         assert!(replaced);
         assert_eq!(
             out,
-            "[[account]] # first\nvendor = \"safedns\"\nid = \"a2\" # keep\nexclude = true\n# tail\n"
+            "[[account]] # first\nvendor = \"safedns\"\nid = \"a2\" # keep\nexclude = true\n\
+             # tail\n"
         );
     }
 

@@ -769,7 +769,8 @@ mod tests {
     fn entries_parse_with_positions() {
         let text = "[[account]]\nvendor = \"safedns\"\nid = \"a1\"\ncompany = 250\n\n\
                     [[service]]\nvendor = \"safedns\"\nid = \"pro\"\nexclude = true\n\n\
-                    [[product]]\nproduct = \"SEAT\"\nrounding = \"ceil\"\nmax_auto_change_pct = 12.5\n";
+                    [[product]]\nproduct = \"SEAT\"\nrounding = \"ceil\"\n\
+                    max_auto_change_pct = 12.5\n";
         let parsed = parse(file(), text).unwrap();
         assert_eq!(parsed.accounts[0].at, Pos { line: 1, column: 1 });
         assert_eq!(parsed.accounts[0].id.at, Pos { line: 3, column: 6 });
@@ -824,6 +825,52 @@ mod tests {
         assert!(e[0].contains("more than one"), "{e:?}");
         let parsed = parse(file(), "[[account]]\nvendor = \"s\"\nid = \"a\"\nunmap = true\n");
         assert_eq!(parsed.unwrap().accounts[0].target, EntryTarget::Unmap);
+    }
+
+    /// The schema users validate against and the parser accept the same shapes.
+    #[test]
+    fn the_json_schema_agrees_with_the_parser() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schemas/mapping.schema.json"
+        )))
+        .unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let account = "[[account]]\nvendor = \"s\"\nid = \"a\"\n";
+        let samples = [
+            String::new(),
+            "# only a comment\n".to_string(),
+            format!("{account}company = 250\n"),
+            format!("{account}company = \"Contoso Ltd\"\n"),
+            format!("{account}exclude = true\n"),
+            format!("{account}unmap = true\n"),
+            format!("{account}company = 1\nexclude = false\n"),
+            "[[service]]\nvendor = \"s\"\nid = 7\nproduct = \"SEAT\"\n".to_string(),
+            "[[product]]\nproduct = 9\nrounding = \"ceil\"\nwhole_units = true\n\
+             max_auto_change_pct = 12.5\nmax_auto_change_abs = \"2\"\nnever_auto_zero = true\n\
+             require_stable_pulls = 2\napply = \"all\"\n"
+                .to_string(),
+            "[[acount]]\nvendor = \"s\"\n".to_string(),
+            format!("{account}compnay = 1\n"),
+            format!("{account}company = true\n"),
+            format!("{account}company = 1\nexclude = true\n"),
+            format!("{account}exclude = false\n"),
+            account.to_string(),
+            "[[account]]\nvendor = \"\"\nid = \"a\"\nexclude = true\n".to_string(),
+            "[account]\nvendor = \"s\"\nid = \"a\"\nexclude = true\n".to_string(),
+            "[[product]]\nproduct = 9\nrounding = \"up\"\n".to_string(),
+            "[[product]]\nproduct = 9\nrequire_stable_pulls = -1\n".to_string(),
+            "[[product]]\nproduct = 9\nmax_auto_change_pct = -1\n".to_string(),
+            "[[product]]\nrounding = \"ceil\"\n".to_string(),
+        ];
+        for text in samples {
+            let json: serde_json::Value = toml::from_str(&text).unwrap();
+            assert_eq!(
+                validator.is_valid(&json),
+                parse(file(), &text).is_ok(),
+                "schema and parser disagree on:\n{text}"
+            );
+        }
     }
 
     #[test]

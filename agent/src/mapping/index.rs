@@ -39,45 +39,63 @@ pub struct Overlap {
     pub union: usize,
 }
 
+/// What an index answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookups {
+    /// Level-1 lookups only (automatic matches); the cheap one.
+    Exact,
+    /// Level-1, level-2 and token lookups (suggestions).
+    Suggest,
+}
+
 impl NameIndex {
     /// Companies that may be matched: active, not deleted, not retired.
-    pub fn companies<'a>(companies: impl IntoIterator<Item = &'a Company>) -> Self {
+    pub fn companies<'a>(
+        companies: impl IntoIterator<Item = &'a Company>,
+        lookups: Lookups,
+    ) -> Self {
         let mut index = NameIndex::default();
         for c in companies {
             if c.active && !c.deleted && c.seen.retired_at.is_none() {
-                index.add(&c.id, &c.name, &c.name);
+                index.add(&c.id, &c.name, &c.name, lookups);
             }
         }
         index
     }
 
     /// Products that may be matched (active, not retired), by description and identifier.
-    pub fn products<'a>(products: impl IntoIterator<Item = &'a Product>) -> Self {
+    pub fn products<'a>(products: impl IntoIterator<Item = &'a Product>, lookups: Lookups) -> Self {
         let mut index = NameIndex::default();
         for p in products {
             if p.active && p.seen.retired_at.is_none() {
-                index.add(&p.id, &p.description, &p.description);
+                index.add(&p.id, &p.description, &p.description, lookups);
                 if let Some(identifier) = p.identifier.as_deref().filter(|i| !i.trim().is_empty()) {
-                    index.add(&p.id, &p.description, identifier);
+                    index.add(&p.id, &p.description, identifier, lookups);
                 }
             }
         }
         index
     }
 
-    fn add(&mut self, target_id: &str, display: &str, name: &str) {
+    fn add(&mut self, target_id: &str, display: &str, name: &str, lookups: Lookups) {
         let key1 = level1(name);
         if key1.is_empty() {
             return;
         }
-        let key2 = level2(name);
-        let toks: Vec<String> = tokens(&key2).into_iter().map(str::to_string).collect();
         let n = self.entries.len();
         self.by_level1.entry(key1).or_default().push(n);
-        self.by_level2.entry(key2.clone()).or_default().push(n);
-        for t in &toks {
-            self.by_token.entry(t.clone()).or_default().push(n);
-        }
+        let (key2, toks) = match lookups {
+            Lookups::Exact => (String::new(), Vec::new()),
+            Lookups::Suggest => {
+                let key2 = level2(name);
+                let toks: Vec<String> = tokens(&key2).into_iter().map(str::to_string).collect();
+                self.by_level2.entry(key2.clone()).or_default().push(n);
+                for t in &toks {
+                    self.by_token.entry(t.clone()).or_default().push(n);
+                }
+                (key2, toks)
+            }
+        };
         self.entries.push(Named {
             target_id: target_id.to_string(),
             display: display.to_string(),

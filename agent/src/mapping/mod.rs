@@ -68,7 +68,10 @@ pub enum MappingError {
         path.display()
     )]
     Missing { path: PathBuf, entries: u64 },
-    #[error("{}: cannot read the mapping file: {reason}; check that tally may read it", path.display())]
+    #[error(
+        "{}: cannot read the mapping file: {reason}; check that tally may read it",
+        path.display()
+    )]
     Read { path: PathBuf, reason: String },
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -93,7 +96,7 @@ fn render_problems(problems: &[FileError]) -> String {
 
 /// The commented starter mapping file `tally init` writes. It holds no entries, so it is valid
 /// before the first sync.
-pub const STARTER: &str = r#"# tally mapping file: vendor accounts -> PSA companies, vendor services -> PSA products.
+pub const STARTER: &str = r#"# tally mapping: vendor accounts -> companies, services -> products.
 # Accounts whose name equals a PSA company's name are matched automatically; everything here
 # wins over automatic matches. `tally map suggest --format toml` prints entries to paste, and
 # `tally map add` writes them for you. Reference: schemas/mapping.schema.json.

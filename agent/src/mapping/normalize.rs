@@ -22,6 +22,10 @@ pub fn level1(name: &str) -> String {
         .filter(|&c| !is_zero_width(c))
         .map(|c| if c.is_whitespace() { ' ' } else { c })
         .collect();
+    if mapped.is_ascii() {
+        // ASCII text is already in NFC.
+        return collapse_spaces(&mapped);
+    }
     collapse_spaces(&mapped.nfc().collect::<String>())
 }
 
@@ -102,7 +106,7 @@ pub fn level2_with(name: &str, folds: &[Fold]) -> String {
     if folds.contains(&Fold::Case) {
         text = text.to_lowercase();
     }
-    if folds.contains(&Fold::Accents) {
+    if folds.contains(&Fold::Accents) && !text.is_ascii() {
         text = text.nfkd().filter(|&c| !is_combining_mark(c)).nfc().collect();
     }
     if folds.contains(&Fold::Punctuation) {

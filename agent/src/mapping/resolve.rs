@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::MappingError;
 use super::file::{self, Catalog, Resolved};
-use super::index::NameIndex;
+use super::index::{Lookups, NameIndex};
 use crate::config::Config;
 use crate::journal::tables::{
     ACCOUNT_MAPPINGS, ACCOUNTS, COMPANIES, INTEGRATIONS, PRODUCT_RULES, PRODUCTS, SEP,
@@ -90,6 +90,10 @@ pub(crate) fn attempt(journal: &Journal, config: &Config) -> Attempt {
         }
     });
     let result = match result {
+        Ok(Ok(change)) if change.is_empty() => {
+            tracing::debug!(entries = change.file_entries, "mapping unchanged");
+            Ok(change)
+        }
         Ok(Ok(change)) => {
             tracing::info!(
                 entries = change.file_entries,
@@ -101,7 +105,7 @@ pub(crate) fn attempt(journal: &Journal, config: &Config) -> Attempt {
             refresh_cards(journal, config, change)
         }
         Ok(Err(e)) | Err(e) => {
-            tracing::warn!(error = %e, "mapping file not applied; the previous mapping stays");
+            tracing::debug!(error = %e, "mapping file not applied; the previous mapping stays");
             Err(e)
         }
     };
@@ -262,8 +266,8 @@ fn apply_in(
     let resolved =
         file::validate(path, &text, &parsed, &known.catalog()).map_err(MappingError::Invalid)?;
 
-    let company_index = NameIndex::companies(&known.companies);
-    let product_index = NameIndex::products(&known.products);
+    let company_index = NameIndex::companies(&known.companies, Lookups::Exact);
+    let product_index = NameIndex::products(&known.products, Lookups::Exact);
     let (want_accounts, want_services) =
         effective(&resolved, &known.accounts, &known.services, &company_index, &product_index);
     let want_rules: BTreeMap<String, ProductRules> = resolved.products.iter().cloned().collect();

@@ -37,7 +37,8 @@ impl Kind {
         }
     }
 
-    fn targets(self) -> &'static str {
+    /// The PSA side's word, plural.
+    pub fn targets(self) -> &'static str {
         match self {
             Kind::Account => "companies",
             Kind::Service => "products",
@@ -182,6 +183,7 @@ pub fn suggest<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::index::Lookups;
     use crate::model::{Company, Seen};
 
     fn company(id: &str, name: &str) -> Company {
@@ -207,7 +209,7 @@ mod tests {
     #[test]
     fn ambiguous_same_name_lists_every_candidate() {
         let companies = [company("7", "Contoso"), company("9", "Contoso"), company("3", "Other")];
-        let index = NameIndex::companies(&companies);
+        let index = NameIndex::companies(&companies, Lookups::Suggest);
         let found = candidates(&index, "Contoso", "companies", &mut 0);
         assert_eq!(found.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["7", "9"]);
         assert_eq!(found[0].reasons, ["same name as 2 companies; choose one"]);
@@ -216,7 +218,7 @@ mod tests {
     #[test]
     fn token_overlap_needs_two_thirds_of_the_words() {
         let companies = [company("1", "Northwind Traders Group"), company("2", "Northwind Bank")];
-        let index = NameIndex::companies(&companies);
+        let index = NameIndex::companies(&companies, Lookups::Suggest);
         let found = best(&index, "Northwind Traders");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "1");
@@ -226,7 +228,7 @@ mod tests {
     #[test]
     fn one_word_names_get_no_overlap_suggestions() {
         let companies = [company("4", "Acme Holdings Inc.")];
-        let index = NameIndex::companies(&companies);
+        let index = NameIndex::companies(&companies, Lookups::Suggest);
         assert!(best(&index, "Acme Inc.").is_empty());
     }
 }

@@ -15,13 +15,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::edit::{self, AddRequest, AddTarget, EditError};
-use super::index::NameIndex;
+use super::index::{Lookups, NameIndex};
 use super::normalize::visible;
 use super::resolve::{self, Known};
 use super::suggest::{self, Kind, Suggestion};
 use super::{MappingChange, setup};
 use crate::cli::{Ctx, Format, MapAddArgs, MapArgs, MapCommand, MapKind, UsageError};
-use crate::journal::tables::{ACCOUNT_MAPPINGS, PRODUCT_RULES, SERVICE_MAPPINGS, USAGE, key2};
+use crate::journal::tables::{ACCOUNT_MAPPINGS, PRODUCT_RULES, SEP, SERVICE_MAPPINGS, USAGE, key2};
 use crate::journal::{Journal, Read};
 use crate::model::{Mapping, Origin, ProductRules, Rounding, Target};
 
@@ -144,6 +144,40 @@ struct State {
     service_usage: HashMap<(String, String), (u64, Decimal)>,
     file: Option<crate::model::MappingFileState>,
     setup: Vec<setup::SetupState>,
+    names: Names,
+}
+
+/// Display names by id, so that listing thousands of mappings stays linear.
+#[derive(Default)]
+struct Names {
+    companies: HashMap<String, String>,
+    products: HashMap<String, String>,
+    /// By `key2(vendor, id)`, as the mapping tables are keyed.
+    accounts: HashMap<String, String>,
+    services: HashMap<String, String>,
+}
+
+impl Names {
+    fn of(known: &Known) -> Names {
+        Names {
+            companies: known.companies.iter().map(|c| (c.id.clone(), c.name.clone())).collect(),
+            products: known
+                .products
+                .iter()
+                .map(|p| (p.id.clone(), p.description.clone()))
+                .collect(),
+            accounts: known
+                .accounts
+                .iter()
+                .map(|a| (key2(&a.vendor, &a.id), a.name.clone()))
+                .collect(),
+            services: known
+                .services
+                .iter()
+                .map(|s| (key2(&s.vendor, &s.id), s.name.clone()))
+                .collect(),
+        }
+    }
 }
 
 impl State {
@@ -175,21 +209,17 @@ impl State {
             service_usage,
             file: resolve::file_state(journal)?,
             setup,
+            names: Names::of(&known),
             known,
         })
     }
 
     fn company_name(&self, id: &str) -> String {
-        self.known.companies.iter().find(|c| c.id == id).map(|c| c.name.clone()).unwrap_or_default()
+        self.names.companies.get(id).cloned().unwrap_or_default()
     }
 
     fn product_name(&self, id: &str) -> String {
-        self.known
-            .products
-            .iter()
-            .find(|p| p.id == id)
-            .map(|p| p.description.clone())
-            .unwrap_or_default()
+        self.names.products.get(id).cloned().unwrap_or_default()
     }
 
     /// Every mapping row in force, with the vendor record's name.
@@ -197,20 +227,10 @@ impl State {
         let mut rows = Vec::new();
         for (kind, table) in [(Kind::Account, &self.accounts), (Kind::Service, &self.services)] {
             for (key, mapping) in table {
-                let (vendor, id) = key.split_once(crate::journal::tables::SEP).unwrap_or((key, ""));
-                let name = match kind {
-                    Kind::Account => self
-                        .known
-                        .accounts
-                        .iter()
-                        .find(|a| a.vendor == vendor && a.id == id)
-                        .map(|a| a.name.clone()),
-                    Kind::Service => self
-                        .known
-                        .services
-                        .iter()
-                        .find(|s| s.vendor == vendor && s.id == id)
-                        .map(|s| s.name.clone()),
+                let (vendor, id) = key.split_once(SEP).unwrap_or((key, ""));
+                let names = match kind {
+                    Kind::Account => &self.names.accounts,
+                    Kind::Service => &self.names.services,
                 };
                 let target_name = match (&mapping.target, kind) {
                     (Target::Id(t), Kind::Account) => self.company_name(t),
@@ -221,7 +241,7 @@ impl State {
                     kind,
                     vendor: vendor.to_string(),
                     id: id.to_string(),
-                    name: name.unwrap_or_default(),
+                    name: names.get(key).cloned().unwrap_or_default(),
                     target: match &mapping.target {
                         Target::Id(t) => Some(t.clone()),
                         _ => None,
@@ -285,8 +305,8 @@ impl State {
     /// Suggestions for accounts and services with no mapping row at all (an explicit
     /// `unmap = true` is the user's decision and gets none).
     fn suggestions(&self) -> Vec<Suggestion> {
-        let companies = NameIndex::companies(&self.known.companies);
-        let products = NameIndex::products(&self.known.products);
+        let companies = NameIndex::companies(&self.known.companies, Lookups::Suggest);
+        let products = NameIndex::products(&self.known.products, Lookups::Suggest);
         let accounts = self
             .known
             .accounts
@@ -392,7 +412,8 @@ fn summary(state: &State, format: Format) -> anyhow::Result<String> {
         let status = if s.configured { "configured" } else { "not configured" };
         writeln!(
             out,
-            "vendor {}: {status}; {} of {} accounts and {} of {} services mapped; {} unmapped usage counts",
+            "vendor {}: {status}; {} of {} accounts and {} of {} services mapped; {} unmapped \
+             usage counts",
             s.vendor,
             s.accounts_mapped,
             s.accounts,
@@ -415,7 +436,9 @@ fn show(state: &State, format: Format) -> anyhow::Result<String> {
             let products: Vec<_> = state
                 .rules
                 .iter()
-                .map(|(id, r)| json!({"product": id, "name": state.product_name(id), "rules": rules_json(r)}))
+                .map(|(id, r)| {
+                    json!({"product": id, "name": state.product_name(id), "rules": rules_json(r)})
+                })
                 .collect();
             let (accounts, services): (Vec<&Row>, Vec<&Row>) =
                 rows.iter().partition(|r| r.kind == Kind::Account);
@@ -591,8 +614,8 @@ fn suggestions(state: &State, format: Format) -> anyhow::Result<String> {
                 if s.ambiguous {
                     writeln!(
                         out,
-                        "# several {}s fit equally well: choose one, then uncomment",
-                        s.kind.target()
+                        "# several {} fit equally well: choose one, then uncomment",
+                        s.kind.targets()
                     )?;
                 }
                 writeln!(out, "{comment}[[{}]]", s.kind.as_str())?;

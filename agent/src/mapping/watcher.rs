@@ -75,9 +75,10 @@ enum Signal {
     Stop,
 }
 
-/// Applies the mapping file now (reporting the result to `on_reload`), then watches it and
-/// calls `on_reload` after every reload whose file content differs from the last one read.
-/// `on_reload` runs on the watcher's thread.
+/// Applies the mapping file now (reporting the result to `on_reload` before returning), then
+/// watches it and calls `on_reload` after every reload whose file content differs from the
+/// last one read. Later calls run on the watcher's own thread. Errors are logged here; every
+/// error leaves the last good mapping in force.
 pub fn spawn_watcher(
     journal: Journal,
     config: Config,
@@ -198,6 +199,9 @@ impl<F: Fn(Result<MappingChange, MappingError>)> Worker<F> {
             Err(MappingError::Read { .. } | MappingError::Journal(_)) => None,
             _ => Some(attempt.hash.clone()),
         };
+        if let Err(e) = &attempt.result {
+            tracing::warn!(error = %e, "mapping file not applied; the previous mapping stays");
+        }
         (self.on_reload)(attempt.result);
     }
 }
@@ -208,5 +212,71 @@ fn current_hash(path: &Path) -> Option<Option<String>> {
         Ok(bytes) => Some(Some(file_hash(&bytes))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify_debouncer_full::DebouncedEvent;
+    use notify_debouncer_full::notify::event::{CreateKind, Flag, ModifyKind, RenameMode};
+    use notify_debouncer_full::notify::{Error, Event};
+
+    use super::*;
+
+    fn batch(kind: EventKind, paths: &[&str]) -> DebounceEventResult {
+        let mut event = Event::new(kind);
+        for p in paths {
+            event = event.add_path(Path::new("/etc/tally").join(p));
+        }
+        Ok(vec![DebouncedEvent::new(event, Instant::now())])
+    }
+
+    fn name() -> &'static std::ffi::OsStr {
+        std::ffi::OsStr::new("mapping.toml")
+    }
+
+    #[test]
+    fn c19_side_files_are_ignored() {
+        for side in [
+            ".mapping.toml.swp",
+            ".mapping.toml.swx",
+            "mapping.toml~",
+            "4913",
+            "mapping.toml.tmp",
+            ".mapping.toml.tally-7.tmp",
+        ] {
+            let created = batch(EventKind::Create(CreateKind::File), &[side]);
+            assert!(!relevant(&created, name()), "{side}");
+        }
+    }
+
+    #[test]
+    fn c19_a_rename_onto_the_file_and_a_rename_away_from_it_count() {
+        let onto = batch(
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            &["mapping.toml.tmp", "mapping.toml"],
+        );
+        assert!(relevant(&onto, name()));
+        let away = batch(EventKind::Modify(ModifyKind::Name(RenameMode::From)), &["mapping.toml"]);
+        assert!(relevant(&away, name()));
+    }
+
+    #[test]
+    fn reads_are_ignored_but_a_closed_write_counts() {
+        let open = batch(EventKind::Access(AccessKind::Open(AccessMode::Any)), &["mapping.toml"]);
+        assert!(!relevant(&open, name()), "tally's own reads must not trigger reloads");
+        let closed =
+            batch(EventKind::Access(AccessKind::Close(AccessMode::Write)), &["mapping.toml"]);
+        assert!(relevant(&closed, name()));
+    }
+
+    #[test]
+    fn errors_and_overflows_lead_to_a_full_re_read() {
+        assert!(relevant(&Err(vec![Error::generic("queue overflow")]), name()));
+        let rescan = Ok(vec![DebouncedEvent::new(
+            Event::new(EventKind::Other).set_flag(Flag::Rescan),
+            Instant::now(),
+        )]);
+        assert!(relevant(&rescan, name()));
     }
 }
