@@ -61,13 +61,20 @@ impl Redactor {
         Redactor::new(values)
     }
 
-    /// `text` with every secret replaced.
+    /// `text` with every secret replaced. A short secret is replaced only where it stands
+    /// alone (between characters that are not letters or digits): masking every `t` inside
+    /// words would make messages unreadable without hiding anything more.
     pub fn text(&self, text: &str) -> String {
         let mut out = text.to_string();
         for form in &self.forms {
-            if out.contains(form.as_str()) {
-                out = out.replace(form.as_str(), MASK);
+            if !out.contains(form.as_str()) {
+                continue;
             }
+            out = if form.chars().count() >= SHORT {
+                out.replace(form.as_str(), MASK)
+            } else {
+                replace_standalone(&out, form)
+            };
         }
         out
     }
@@ -96,6 +103,27 @@ impl Redactor {
     }
 }
 
+/// Secrets shorter than this are masked only where they stand alone.
+const SHORT: usize = 8;
+
+fn replace_standalone(text: &str, form: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (at, _) in text.match_indices(form) {
+        let before = text[..at].chars().next_back();
+        let after = text[at + form.len()..].chars().next();
+        let alone =
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
+        if alone {
+            out.push_str(&text[copied..at]);
+            out.push_str(MASK);
+            copied = at + form.len();
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +143,13 @@ mod tests {
         let url = r.url("https://me:hunter2@x.example/a?api_key=abc&page=2&access_token=def");
         assert!(!url.contains("hunter2") && !url.contains("abc") && !url.contains("def"), "{url}");
         assert!(url.contains("page=2"), "{url}");
+    }
+
+    #[test]
+    fn short_secrets_are_masked_where_they_stand_alone() {
+        let r = Redactor::new(["t0k"]);
+        assert_eq!(r.text("token=t0k, settings t0ken"), "token=REDACTED, settings t0ken");
+        assert_eq!(r.url("https://x.example/a?ref=t0k"), "https://x.example/a?ref=REDACTED");
     }
 
     #[test]
