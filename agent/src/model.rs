@@ -30,8 +30,6 @@ pub struct Seen {
     pub seen_at: Millis,
     /// Set when a complete full listing no longer returned it.
     pub retired_at: Option<Millis>,
-    /// The source's JSON, for the report's detail view.
-    pub raw: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

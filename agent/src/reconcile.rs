@@ -38,6 +38,16 @@ pub fn refresh(journal: &Journal, config: &Config) -> anyhow::Result<Refresh> {
     refresh_on(journal, config, &today())
 }
 
+/// After new vendor data (a push or an import): new accounts and services may complete
+/// automatic matches, so the mapping is applied first (a bad mapping file keeps the last good
+/// mapping and is reported in `tally status`), then the cards are recomputed.
+pub fn after_vendor_change(journal: &Journal, config: &Config) -> anyhow::Result<Refresh> {
+    if let Err(e) = crate::mapping::apply(journal, config) {
+        tracing::warn!(error = %e, "mapping file not applied; the previous mapping stays in force");
+    }
+    refresh(journal, config)
+}
+
 /// Today's date in UTC, `YYYY-MM-DD`.
 pub fn today() -> String {
     let now = time::OffsetDateTime::now_utc().date();
@@ -255,10 +265,6 @@ pub fn compute(journal: &Journal, config: &Config, today: &str) -> anyhow::Resul
             let pair = pairs.entry(key).or_default();
             *pair.psa.get_or_insert(Decimal::ZERO) += line.quantity;
             pair.lines.push(line.clone());
-        } else if line.is_future_on(today)
-            && let Some(pair) = pairs.get_mut(&key)
-        {
-            pair.future.push(line.clone());
         } else if line.is_future_on(today) {
             pairs.entry(key).or_default().future.push(line.clone());
         }

@@ -114,7 +114,7 @@ impl Env {
 }
 
 fn seen() -> Seen {
-    Seen { seen_at: 0, retired_at: None, raw: None }
+    Seen { seen_at: 0, retired_at: None }
 }
 
 fn company(id: &str, name: &str) -> Company {
@@ -170,7 +170,7 @@ fn id(s: &str) -> Option<Target> {
 
 /// Polls `cond` every 20 ms for up to 10 s.
 fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if cond() {
             return true;
@@ -962,6 +962,9 @@ fn a_valid_edit_takes_effect_and_unchanged_content_is_not_reapplied() {
     save_by_rename(&env, &account_entry("acme-01", "251"));
     save_by_rename(&env, "# a comment only\n");
     assert!(wait_until(|| env.target("safedns", "acme-01").is_none()));
+    // The report follows the journal write: wait for it, then check no other one came.
+    assert!(wait_until(|| reports.lock().unwrap().len() >= 3));
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let reports = reports.lock().unwrap();
     assert_eq!(reports.len(), 3, "{reports:?}");
 }

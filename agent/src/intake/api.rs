@@ -92,7 +92,7 @@ impl Refresher {
                     me.wake.notified().await;
                     let worker = Arc::clone(&me);
                     let done = tokio::task::spawn_blocking(move || {
-                        crate::reconcile::refresh(&worker.journal, &worker.config)
+                        crate::reconcile::after_vendor_change(&worker.journal, &worker.config)
                     })
                     .await;
                     match done {

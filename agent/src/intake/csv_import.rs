@@ -399,7 +399,7 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.is_usage() => return Err(UsageError(e.to_string()).into()),
         Err(e) => return Err(e.into()),
     };
-    if let Err(e) = crate::reconcile::refresh(&journal, &ctx.config) {
+    if let Err(e) = crate::reconcile::after_vendor_change(&journal, &ctx.config) {
         tracing::warn!(error = %format!("{e:#}"), "usage stored, but reconciling failed; `tally sync` retries");
     }
     match ctx.format {

@@ -65,13 +65,16 @@ pub const AUDIT: Table<model::AuditEntry> = Table::new("audit");
 pub const CARDS: Table<model::Card> = Table::new("cards");
 pub const PRODUCT_RULES: Table<model::ProductRules> = Table::new("product_rules");
 pub const APPROVALS: Table<model::Approval> = Table::new("approvals");
+/// The source's JSON of each PSA record (`kind<SEP>id`), kept apart so that reading records
+/// for reconciliation never loads it.
+pub const RAW: Table<String> = Table::new("raw_records");
 /// The last calls each vendor integration made to the intake API, by integration name.
 pub const INTAKE_CONTACTS: Table<model::IntakeContact> = Table::new("intake_contacts");
 /// Small single records by name, such as the mapping file state.
 pub const STATE: Table<Vec<u8>> = Table::new("state");
 
 /// Names of every table, created together by the first migration.
-pub const ALL_TABLES: [&str; 20] = [
+pub const ALL_TABLES: [&str; 21] = [
     META.name,
     COMPANIES.name,
     PRODUCTS.name,
@@ -90,6 +93,7 @@ pub const ALL_TABLES: [&str; 20] = [
     CARDS.name,
     PRODUCT_RULES.name,
     APPROVALS.name,
+    RAW.name,
     INTAKE_CONTACTS.name,
     STATE.name,
 ];

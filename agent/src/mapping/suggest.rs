@@ -195,7 +195,7 @@ mod tests {
             deleted: false,
             billable: true,
             updated_at: None,
-            seen: Seen { seen_at: 0, retired_at: None, raw: None },
+            seen: Seen { seen_at: 0, retired_at: None },
         }
     }
 

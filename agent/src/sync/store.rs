@@ -277,12 +277,21 @@ fn retire(
     }
 }
 
-fn raw(value: &Option<serde_json::Value>) -> Option<String> {
-    value.as_ref().map(|v| v.to_string())
+fn seen(now: Millis) -> Seen {
+    Seen { seen_at: now, retired_at: None }
 }
 
-fn seen(now: Millis, raw_json: Option<String>) -> Seen {
-    Seen { seen_at: now, retired_at: None, raw: raw_json }
+/// Keeps the source's JSON of a record beside it, when the plugin sent one.
+fn put_raw(
+    tx: &redb::WriteTransaction,
+    kind: &str,
+    id: &str,
+    raw: &Option<serde_json::Value>,
+) -> anyhow::Result<()> {
+    if let Some(raw) = raw {
+        tx.put(&tables::RAW, &tables::key2(kind, id), &raw.to_string())?;
+    }
+    Ok(())
 }
 
 /// Writes one record unless the journal already holds the same content; returns whether it
@@ -306,9 +315,7 @@ fn upsert(
             Some(mut old) => {
                 // Compare everything but when it was seen; a retired record seen again changes.
                 let seen_now = seen_of(&mut value).clone();
-                let was = seen_of(&mut old);
-                was.seen_at = seen_now.seen_at;
-                was.raw = seen_now.raw;
+                seen_of(&mut old).seen_at = seen_now.seen_at;
                 old != value
             }
             None => true,
@@ -319,7 +326,7 @@ fn upsert(
         Ok(changed)
     }
     let quantity = |q: &sdk::Quantity| -> Decimal { q.0 };
-    match record {
+    let changed = match record {
         sdk::Record::Company(c) => put(
             tx,
             &tables::COMPANIES,
@@ -332,7 +339,7 @@ fn upsert(
                 deleted: c.deleted,
                 billable: c.billable,
                 updated_at: c.updated_at.clone(),
-                seen: seen(now, raw(&c.raw)),
+                seen: seen(now),
             },
             |v| &mut v.seen,
             full,
@@ -348,7 +355,7 @@ fn upsert(
                 active: p.active,
                 unit_price: p.unit_price.as_ref().map(quantity),
                 updated_at: p.updated_at.clone(),
-                seen: seen(now, raw(&p.raw)),
+                seen: seen(now),
             },
             |v| &mut v.seen,
             full,
@@ -364,7 +371,7 @@ fn upsert(
                 active: a.active,
                 recurring: a.recurring,
                 updated_at: a.updated_at.clone(),
-                seen: seen(now, raw(&a.raw)),
+                seen: seen(now),
             },
             |v| &mut v.seen,
             full,
@@ -397,7 +404,7 @@ fn upsert(
                     effective_date: l.effective_date.clone(),
                     cancelled_date: l.cancelled_date.clone(),
                     updated_at: l.updated_at.clone(),
-                    seen: seen(now, raw(&l.raw)),
+                    seen: seen(now),
                 },
                 |v| &mut v.seen,
                 full,
@@ -405,7 +412,17 @@ fn upsert(
         }
         // Vendor records arrive through intake, not through PSA streams.
         sdk::Record::Account(_) | sdk::Record::Service(_) | sdk::Record::Usage(_) => Ok(false),
+    }?;
+    if changed {
+        match record {
+            sdk::Record::Company(c) => put_raw(tx, "company", &c.id, &c.raw)?,
+            sdk::Record::Product(p) => put_raw(tx, "product", &p.id, &p.raw)?,
+            sdk::Record::Agreement(a) => put_raw(tx, "agreement", &a.id, &a.raw)?,
+            sdk::Record::BillingLine(l) => put_raw(tx, "billing_line", &l.id, &l.raw)?,
+            _ => {}
+        }
     }
+    Ok(changed)
 }
 
 /// Stores one billing line as the PSA returned it after a write or a read.
