@@ -46,14 +46,17 @@ fn c_plugin(source: &str, defines: &[&str], out: &str) -> PathBuf {
     if built.get_or_insert_with(HashSet::new).insert(out.to_string()) {
         std::fs::create_dir_all(&dir).unwrap();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins").join(source);
+        // Built beside and renamed, so another test process never loads a half-written file.
+        let partial = dir.join(format!("{out}.{}.partial", std::process::id()));
         let output = Command::new("gcc")
             .args(["-shared", "-fPIC", "-Wall", "-o"])
-            .arg(&path)
+            .arg(&partial)
             .args(defines)
             .arg(src.with_extension("c"))
             .output()
             .expect("gcc runs");
         assert!(output.status.success(), "gcc: {}", String::from_utf8_lossy(&output.stderr));
+        std::fs::rename(&partial, &path).unwrap();
     }
     path
 }
@@ -87,7 +90,9 @@ fn panicky(handshake: bool) -> PathBuf {
         }
         let output = command.output().expect("cargo runs");
         assert!(output.status.success(), "cargo: {}", String::from_utf8_lossy(&output.stderr));
-        std::fs::copy(target.join("debug").join(library_file("panicky")), &out).unwrap();
+        let partial = out.with_extension(format!("{}.partial", std::process::id()));
+        std::fs::copy(target.join("debug").join(library_file("panicky")), &partial).unwrap();
+        std::fs::rename(&partial, &out).unwrap();
     }
     out
 }

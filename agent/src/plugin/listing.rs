@@ -4,6 +4,7 @@
 //! sync` and `tally run` would load. It prints and exits 0 whether or not files were refused:
 //! a refusal is information here, not a failure. It never opens a session.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
@@ -24,11 +25,15 @@ pub fn command(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .into());
     }
     let catalog = discovery::discover(&dir)?;
-    match ctx.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&to_json(&catalog))?),
-        _ => print!("{}", to_table(&catalog)),
+    let text = match ctx.format {
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(&to_json(&catalog))?),
+        _ => to_table(&catalog),
+    };
+    // A reader that stops early (`| head`) is not an error.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The JSON document of `tally plugins --format json`.
