@@ -5,6 +5,10 @@
 //! last stored page, nothing is retired) and the others carry on. A sync that was stopped or
 //! killed resumes each unfinished listing from its last stored page. Child streams (billing
 //! lines per agreement) are listed with bounded concurrency after their parent stream.
+//!
+//! The plugin's concurrency limit bounds the requests in flight (the HTTP executor holds it);
+//! the engine keeps more listings going than that, so that listings waiting for their last page
+//! to be committed (see `store::GroupCommit`) never leave a request slot idle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +20,7 @@ use tally_plugin_sdk as sdk;
 use super::outbox::{self, Applied};
 use super::progress::Progress;
 use super::psa::{Psa, PsaError};
-use super::store::{self, Finish, Scope};
+use super::store::{self, End, Ending, Finish, GroupCommit, Scope};
 use crate::config::Config;
 use crate::journal::tables::{self, key2};
 use crate::journal::{Journal, Read, Write};
@@ -120,14 +124,27 @@ async fn run_streams(
         handshake.streams.iter().filter(|s| s.parent.is_some()).collect();
     let lookback = config.lookback.as_secs();
     let concurrency = listing_concurrency(&handshake, config);
+    let listings = concurrency * LISTINGS_PER_REQUEST_SLOT;
+    let commits = GroupCommit::start(journal.clone())?;
+    let ctx = StreamCtx { journal, config, psa, options, lookback, counters: &counters, progress };
 
     progress.streams(top.len() as u64);
-    let results = futures_util::stream::iter(top.iter().map(|stream| {
-        list_stream(journal, config, psa, stream, None, options, lookback, &counters, progress)
-    }))
-    .buffer_unordered(concurrency)
-    .collect::<Vec<_>>()
-    .await;
+    // The first listing goes alone: a plugin can learn something for the whole session from its
+    // first answer (ConnectWise's codebase), which the other listings then reuse instead of each
+    // asking for it at the same moment.
+    let (first, rest) = top.split_at(top.len().min(1));
+    let mut results = Vec::new();
+    for stream in first {
+        results.push(list_stream(&ctx, &commits, stream, None).await);
+    }
+    results.extend(
+        futures_util::stream::iter(
+            rest.iter().map(|stream| list_stream(&ctx, &commits, stream, None)),
+        )
+        .buffer_unordered(listings)
+        .collect::<Vec<_>>()
+        .await,
+    );
     tally(&mut report, results);
 
     for child in children {
@@ -140,24 +157,15 @@ async fn run_streams(
         };
         let parents = parent_ids(journal, parent_kind)?;
         progress.streams(parents.len() as u64);
-        let results = futures_util::stream::iter(parents.iter().map(|id| {
-            list_stream(
-                journal,
-                config,
-                psa,
-                child,
-                Some(id.as_str()),
-                options,
-                lookback,
-                &counters,
-                progress,
-            )
-        }))
-        .buffer_unordered(concurrency)
+        let results = futures_util::stream::iter(
+            parents.iter().map(|id| list_stream(&ctx, &commits, child, Some(id.as_str()))),
+        )
+        .buffer_unordered(listings)
         .collect::<Vec<_>>()
         .await;
         tally(&mut report, results);
     }
+    drop(commits);
 
     report.records = counters.records.load(Ordering::Relaxed);
     report.changed = counters.changed.load(Ordering::Relaxed);
@@ -215,6 +223,10 @@ pub async fn apply(journal: &Journal, config: &Config, psa: &impl Psa) -> anyhow
     Ok(applied)
 }
 
+/// Listings kept going per request the PSA allows in flight: while one waits for its end to be
+/// committed, another has a request out.
+const LISTINGS_PER_REQUEST_SLOT: usize = 2;
+
 fn listing_concurrency(handshake: &sdk::Handshake, config: &Config) -> usize {
     let hint = handshake.limits.max_concurrency.max(1);
     let configured = config.psa.as_ref().and_then(|p| p.max_concurrency).unwrap_or(hint);
@@ -255,18 +267,24 @@ fn parent_ids(journal: &Journal, kind: sdk::RecordKind) -> anyhow::Result<Vec<St
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn list_stream(
-    journal: &Journal,
-    config: &Config,
-    psa: &impl Psa,
+/// What every listing of one sync shares.
+struct StreamCtx<'a, P> {
+    journal: &'a Journal,
+    config: &'a Config,
+    psa: &'a P,
+    options: &'a SyncOptions,
+    lookback: u64,
+    counters: &'a Counters,
+    progress: &'a Progress,
+}
+
+async fn list_stream<P: Psa>(
+    ctx: &StreamCtx<'_, P>,
+    commits: &GroupCommit,
     stream: &sdk::StreamInfo,
     parent: Option<&str>,
-    options: &SyncOptions,
-    lookback: u64,
-    counters: &Counters,
-    progress: &Progress,
 ) -> Result<(), String> {
+    let StreamCtx { journal, config, psa, options, lookback, counters, progress } = *ctx;
     let key = stream_key(&stream.name, parent);
     let shown = match parent {
         Some(p) => format!("{} of {p}", stream.name),
@@ -283,6 +301,10 @@ async fn list_stream(
                 None => options.full || !stream.incremental || state.last_complete_at.is_none(),
             };
             let state = store::begin_listing(journal, &key, full)?;
+            let listing = state
+                .listing
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("{shown}: the listing did not begin"))?;
             let checkpoint = state.checkpoint.clone();
             let resumed = checkpoint.page_token.is_some();
             if resumed {
@@ -295,50 +317,71 @@ async fn list_stream(
                 parent_id: parent.map(str::to_string),
                 lookback_seconds: lookback,
             };
-            let mut last_seen = false;
+            let count = |outcome: store::PageOutcome| {
+                counters.records.fetch_add(outcome.records, Ordering::Relaxed);
+                counters.changed.fetch_add(outcome.changed, Ordering::Relaxed);
+                progress.page(outcome.records);
+            };
+            let mut last_page = None;
+            let mut lines_seen = Vec::new();
             let result = psa
                 .run(operation, &mut |page| {
-                    let outcome =
-                        store::store_page(journal, &key, parent, &page.records, &page.checkpoint)?;
-                    counters.records.fetch_add(outcome.records, Ordering::Relaxed);
-                    counters.changed.fetch_add(outcome.changed, Ordering::Relaxed);
-                    progress.page(outcome.records);
-                    last_seen |= page.last;
+                    lines_seen.extend(page.records.iter().filter_map(|record| match record {
+                        sdk::Record::BillingLine(line) => Some(line.id.clone()),
+                        _ => None,
+                    }));
+                    if page.last {
+                        // Stored with the listing's end, in a commit shared with other listings.
+                        last_page = Some((page.records, page.checkpoint));
+                        return Ok(());
+                    }
+                    let outcome = store::store_page(
+                        journal,
+                        &key,
+                        &listing,
+                        parent,
+                        &page.records,
+                        &page.checkpoint,
+                    )?;
+                    count(outcome);
                     Ok(())
                 })
                 .await;
-            match result {
-                Ok(_) => {
-                    // Only a listing that handed over its last page proves it saw everything.
-                    let scopes = if last_seen {
-                        Scope::for_stream(stream, psa.handshake(), parent)
-                    } else {
-                        Vec::new()
-                    };
-                    let guard = config.agent.retire_guard_percent;
-                    match store::finish_listing(
-                        journal,
-                        &key,
-                        &scopes,
-                        guard,
-                        options.confirm_retire,
-                    )? {
-                        Finish::Complete { retired } => {
-                            counters.retired.fetch_add(retired, Ordering::Relaxed);
-                            Ok(())
-                        }
-                        Finish::RetireHeld { would_retire, of } => Err(anyhow::anyhow!(
-                            "{shown}: a full listing would retire {would_retire} of {of} records; \
-                         nothing was retired (run `tally sync --full --confirm-retire` if the PSA \
-                         really lost them)"
-                        )),
-                    }
+            // Only a listing that handed over its last page proves it saw everything.
+            let end = match &result {
+                Ok(_) => End::Complete {
+                    scopes: match last_page {
+                        Some(_) => Scope::for_stream(stream, psa.handshake(), parent),
+                        None => Vec::new(),
+                    },
+                    guard_percent: config.agent.retire_guard_percent,
+                    confirm_retire: options.confirm_retire,
+                },
+                Err(error) => End::Failed { error: describe(&shown, error) },
+            };
+            let ended = commits
+                .end(Ending {
+                    stream: key.clone(),
+                    listing,
+                    parent_id: parent.map(str::to_string),
+                    page: last_page,
+                    lines_seen,
+                    end,
+                })
+                .await?;
+            count(ended.page);
+            match (result, ended.finish) {
+                (Err(error), _) => Err(anyhow::anyhow!(describe(&shown, &error))),
+                (Ok(_), Some(Finish::RetireHeld { would_retire, of })) => Err(anyhow::anyhow!(
+                    "{shown}: a full listing would retire {would_retire} of {of} records; nothing \
+                     was retired (run `tally sync --full --confirm-retire` if the PSA really lost \
+                     them)"
+                )),
+                (Ok(_), Some(Finish::Complete { retired })) => {
+                    counters.retired.fetch_add(retired, Ordering::Relaxed);
+                    Ok(())
                 }
-                Err(error) => {
-                    let message = describe(&shown, &error);
-                    store::fail_listing(journal, &key, &message)?;
-                    Err(anyhow::anyhow!(message))
-                }
+                (Ok(_), None) => Ok(()),
             }
         },
         span,

@@ -6,7 +6,21 @@
 //! listing that did not finish never retires anything. A complete full listing retires what it
 //! did not see, unless that would retire more than the guard's share of the stream, in which
 //! case nothing is retired and the stream says why.
+//!
+//! Every commit is durable and costs the disk a few flushes, so a listing spends as few as it
+//! can, and many listings share them. A listing's marker is not written when it begins but with
+//! its first stored page, its end or its failure (a listing stopped before any of those has
+//! nothing to resume). Its last page is stored together with its end, and the endings of
+//! concurrent listings are committed together ([`GroupCommit`]): a one-page listing, such as
+//! the billing lines of one agreement, costs a share of one commit instead of three commits.
+//! Each listing still waits for its own end to be committed, so a crash loses at most the page
+//! each listing had in flight, never a checkpoint without its records.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use anyhow::Context as _;
 use rust_decimal::Decimal;
 use tally_plugin_sdk as sdk;
 
@@ -79,68 +93,283 @@ pub fn stream_state(journal: &Journal, stream: &str) -> anyhow::Result<StreamSta
 }
 
 /// Starts a listing, or returns the unfinished one to resume (its checkpoint holds the page
-/// to resume from).
+/// to resume from). The returned state's `listing` is the one to pass to the calls that store
+/// the listing's pages and its end; a new listing is written only with the first of them.
 pub fn begin_listing(journal: &Journal, stream: &str, full: bool) -> anyhow::Result<StreamState> {
-    journal.write(|tx| {
-        let mut state = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
-        if state.listing.is_none() {
-            let mut from = state.checkpoint.clone();
-            from.page_token = None;
-            state.listing =
-                Some(Listing { started_at: now_millis(), full, records: 0, pages: 0, from });
-            if full {
-                // A full listing reads from the start; the cursor it ends with replaces the old one.
-                state.checkpoint = sdk::Checkpoint::default();
-            }
-            tx.put(&tables::STREAMS, stream, &state)?;
-        }
-        Ok(state)
-    })
+    let mut state = stream_state(journal, stream)?;
+    if state.listing.is_none() {
+        let mut from = state.checkpoint.clone();
+        from.page_token = None;
+        let listing = Listing { started_at: now_millis(), full, records: 0, pages: 0, from };
+        mark_begun(&mut state, &listing);
+    }
+    Ok(state)
 }
 
-/// Stores one page and its checkpoint in one transaction.
+/// Marks `listing` as under way in `state`, unless a listing already is.
+fn mark_begun(state: &mut StreamState, listing: &Listing) {
+    if state.listing.is_none() {
+        state.listing = Some(listing.clone());
+        if listing.full {
+            // A full listing reads from the start; the cursor it ends with replaces the old one.
+            state.checkpoint = sdk::Checkpoint::default();
+        }
+    }
+}
+
+/// Stores one page of `listing` and its checkpoint in one transaction.
 pub fn store_page(
     journal: &Journal,
     stream: &str,
+    listing: &Listing,
+    parent_id: Option<&str>,
+    records: &[sdk::Record],
+    checkpoint: &sdk::Checkpoint,
+) -> anyhow::Result<PageOutcome> {
+    journal.write(|tx| store_page_in(tx, stream, listing, parent_id, records, checkpoint))
+}
+
+fn store_page_in(
+    tx: &redb::WriteTransaction,
+    stream: &str,
+    listing: &Listing,
     parent_id: Option<&str>,
     records: &[sdk::Record],
     checkpoint: &sdk::Checkpoint,
 ) -> anyhow::Result<PageOutcome> {
     let now = now_millis();
-    journal.write(|tx| {
-        let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
-        let full = state.listing.as_ref().is_some_and(|l| l.full);
-        let mut outcome = PageOutcome::default();
-        for record in records {
-            outcome.records += 1;
-            if upsert(tx, record, parent_id, now, full)? {
-                outcome.changed += 1;
-            }
+    let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
+    mark_begun(&mut state, listing);
+    let full = state.listing.as_ref().is_some_and(|l| l.full);
+    let mut outcome = PageOutcome::default();
+    for record in records {
+        outcome.records += 1;
+        if upsert(tx, record, parent_id, now, full)? {
+            outcome.changed += 1;
         }
-        state.checkpoint = checkpoint.clone();
-        state.records_read += outcome.records;
-        state.pages_read += 1;
-        if let Some(listing) = state.listing.as_mut() {
-            listing.records += outcome.records;
-            listing.pages += 1;
-        }
-        tx.put(&tables::STREAMS, stream, &state)?;
-        Ok(outcome)
-    })
+    }
+    state.checkpoint = checkpoint.clone();
+    state.records_read += outcome.records;
+    state.pages_read += 1;
+    if let Some(listing) = state.listing.as_mut() {
+        listing.records += outcome.records;
+        listing.pages += 1;
+    }
+    tx.put(&tables::STREAMS, stream, &state)?;
+    Ok(outcome)
 }
 
-/// Ends a listing that read everything it was asked for. A full listing retires, within
-/// `scope`, what it did not see, subject to the guard (`guard_percent` of the scope's rows).
-pub fn finish_listing(
-    journal: &Journal,
-    stream: &str,
-    scopes: &[Scope],
+/// How a listing ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// It read everything it was asked for. A full listing retires, within `scopes`, what it
+    /// did not see, subject to the guard (`guard_percent` of each scope's rows).
+    Complete { scopes: Vec<Scope>, guard_percent: u32, confirm_retire: bool },
+    /// It stopped part-way: its checkpoint stays at the last stored page, nothing is retired,
+    /// and the next sync resumes it.
+    Failed { error: String },
+}
+
+/// The last writes of one listing, committed together: its final page, if it handed one over,
+/// and its end.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    pub stream: String,
+    pub listing: Listing,
+    pub parent_id: Option<String>,
+    /// The final page's records and checkpoint.
+    pub page: Option<(Vec<sdk::Record>, sdk::Checkpoint)>,
+    /// Ids of the billing lines every page of this listing held, for retiring within one
+    /// agreement without reading every line.
+    pub lines_seen: Vec<String>,
+    pub end: End,
+}
+
+/// What committing an ending did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub page: PageOutcome,
+    /// `None` for a failed listing.
+    pub finish: Option<Finish>,
+}
+
+/// Commits the endings of concurrent listings together, on a thread of its own: each
+/// transaction takes every ending queued while the previous one was committing. A batch that
+/// fails is retried one ending at a time, so each listing gets its own answer and a failed
+/// ending never takes another's writes with it. Billing lines are indexed by agreement once,
+/// when the first agreement's lines may retire, rather than read whole for every agreement.
+pub struct GroupCommit {
+    queue: Option<mpsc::Sender<Job>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+struct Job {
+    ending: Ending,
+    reply: tokio::sync::oneshot::Sender<anyhow::Result<Ended>>,
+}
+
+/// The most endings one transaction takes.
+const MAX_BATCH: usize = 256;
+
+impl GroupCommit {
+    pub fn start(journal: Journal) -> anyhow::Result<GroupCommit> {
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let worker = std::thread::Builder::new()
+            .name("journal-commit".to_string())
+            .spawn(move || commit_batches(&journal, &jobs))
+            .context("cannot start the journal's commit thread")?;
+        Ok(GroupCommit { queue: Some(queue), worker: Some(worker) })
+    }
+
+    /// Commits `ending` with whatever other endings are queued, and waits for it.
+    pub async fn end(&self, ending: Ending) -> anyhow::Result<Ended> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queue = self.queue.as_ref().context("the journal's commit thread has stopped")?;
+        queue
+            .send(Job { ending, reply })
+            .map_err(|_| anyhow::anyhow!("the journal's commit thread has stopped"))?;
+        answer.await.context("the journal's commit thread stopped before answering")?
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has answered every queued ending.
+        self.queue.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn commit_batches(journal: &Journal, jobs: &mpsc::Receiver<Job>) {
+    let mut lines: Option<LineIndex> = None;
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let together = journal.write(|tx| {
+            batch
+                .iter()
+                .map(|job| end_in(tx, &job.ending, &mut lines))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        match together {
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(
+                    error = %format!("{error:#}"),
+                    endings = batch.len(),
+                    "a batch of listing ends failed; committing them one by one"
+                );
+                // Whatever the failed transaction read into the index may not have been kept.
+                lines = None;
+                for job in batch {
+                    let result = journal.write(|tx| end_in(tx, &job.ending, &mut lines));
+                    let _ = job.reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// Billing line keys by agreement, read once: retiring one agreement's lines then reads only
+/// those lines. (Reading every line for every agreement made a full sync quadratic.)
+struct LineIndex(HashMap<String, BTreeSet<String>>);
+
+impl LineIndex {
+    fn load(tx: &redb::WriteTransaction) -> anyhow::Result<LineIndex> {
+        let mut index: HashMap<String, BTreeSet<String>> = HashMap::new();
+        tx.each(&tables::BILLING_LINES, "", &mut |key, line: model::BillingLine| {
+            index.entry(line.agreement_id).or_default().insert(key.to_string());
+            Ok(())
+        })?;
+        Ok(LineIndex(index))
+    }
+}
+
+fn end_in(
+    tx: &redb::WriteTransaction,
+    ending: &Ending,
+    lines: &mut Option<LineIndex>,
+) -> anyhow::Result<Ended> {
+    let page = match &ending.page {
+        Some((records, checkpoint)) => store_page_in(
+            tx,
+            &ending.stream,
+            &ending.listing,
+            ending.parent_id.as_deref(),
+            records,
+            checkpoint,
+        )?,
+        None => PageOutcome::default(),
+    };
+    let finish = match &ending.end {
+        End::Complete { scopes, guard_percent, confirm_retire } => {
+            // The agreement's lines when the index was read, and those this listing stored.
+            let candidates = match scopes.iter().find(|s| matches!(s, Scope::LinesOf(_))) {
+                Some(Scope::LinesOf(agreement)) if ending.listing.full => {
+                    if lines.is_none() {
+                        *lines = Some(LineIndex::load(tx)?);
+                    }
+                    let mut keys = lines
+                        .as_ref()
+                        .and_then(|l| l.0.get(agreement))
+                        .cloned()
+                        .unwrap_or_default();
+                    keys.extend(ending.lines_seen.iter().cloned());
+                    if let Some(index) = lines.as_mut() {
+                        index.0.insert(agreement.clone(), keys.clone());
+                    }
+                    Some(keys)
+                }
+                _ => None,
+            };
+            let rules = Rules {
+                guard_percent: *guard_percent,
+                confirm: *confirm_retire,
+                now: now_millis(),
+                lines_of: candidates.as_ref(),
+            };
+            Some(finish_in(tx, &ending.stream, &ending.listing, scopes, &rules)?)
+        }
+        End::Failed { error } => {
+            fail_in(tx, &ending.stream, &ending.listing, error)?;
+            None
+        }
+    };
+    Ok(Ended { page, finish })
+}
+
+/// How a finished listing retires.
+struct Rules<'a> {
     guard_percent: u32,
-    confirm_retire: bool,
+    confirm: bool,
+    now: Millis,
+    /// For [`Scope::LinesOf`]: every line key that may belong to the agreement. Without it, the
+    /// whole line table is read.
+    lines_of: Option<&'a BTreeSet<String>>,
+}
+
+fn finish_in(
+    tx: &redb::WriteTransaction,
+    stream: &str,
+    begun: &Listing,
+    scopes: &[Scope],
+    rules: &Rules<'_>,
 ) -> anyhow::Result<Finish> {
-    let now = now_millis();
-    journal.write(|tx| {
+    let (guard_percent, now) = (rules.guard_percent, rules.now);
+    {
         let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
+        mark_begun(&mut state, begun);
         let Some(listing) = state.listing.take() else {
             return Ok(Finish::Complete { retired: 0 });
         };
@@ -154,7 +383,7 @@ pub fn finish_listing(
             // Every scope is checked against the guard before any is retired.
             for scope in scopes {
                 if let held @ Finish::RetireHeld { .. } =
-                    retire(tx, scope, listing.started_at, guard_percent, confirm_retire, now, true)?
+                    retire(tx, scope, listing.started_at, rules, true)?
                 {
                     finish = held;
                 }
@@ -162,15 +391,9 @@ pub fn finish_listing(
             if finish == (Finish::Complete { retired: 0 }) {
                 let mut total = 0;
                 for scope in scopes {
-                    if let Finish::Complete { retired } = retire(
-                        tx,
-                        scope,
-                        listing.started_at,
-                        guard_percent,
-                        confirm_retire,
-                        now,
-                        false,
-                    )? {
+                    if let Finish::Complete { retired } =
+                        retire(tx, scope, listing.started_at, rules, false)?
+                    {
                         total += retired;
                     }
                 }
@@ -187,19 +410,23 @@ pub fn finish_listing(
         }
         tx.put(&tables::STREAMS, stream, &state)?;
         Ok(finish)
-    })
+    }
 }
 
 /// Marks a listing that stopped part-way: its checkpoint stays at the last stored page, and
 /// nothing is retired. The next sync resumes it.
-pub fn fail_listing(journal: &Journal, stream: &str, error: &str) -> anyhow::Result<()> {
-    journal.write(|tx| {
-        let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
-        state.last_error = Some(error.to_string());
-        state.last_error_at = Some(now_millis());
-        tx.put(&tables::STREAMS, stream, &state)?;
-        Ok(())
-    })
+fn fail_in(
+    tx: &redb::WriteTransaction,
+    stream: &str,
+    begun: &Listing,
+    error: &str,
+) -> anyhow::Result<()> {
+    let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
+    mark_begun(&mut state, begun);
+    state.last_error = Some(error.to_string());
+    state.last_error_at = Some(now_millis());
+    tx.put(&tables::STREAMS, stream, &state)?;
+    Ok(())
 }
 
 /// Retires what `scope` holds that the listing did not see, or with `dry_run` only checks
@@ -208,11 +435,10 @@ fn retire(
     tx: &redb::WriteTransaction,
     scope: &Scope,
     started_at: Millis,
-    guard_percent: u32,
-    confirm: bool,
-    now: Millis,
+    rules: &Rules<'_>,
     dry_run: bool,
 ) -> anyhow::Result<Finish> {
+    let (guard_percent, confirm, now) = (rules.guard_percent, rules.confirm, rules.now);
     fn stale<V: serde::de::DeserializeOwned + serde::Serialize + Clone>(
         tx: &redb::WriteTransaction,
         table: &Table<V>,
@@ -253,6 +479,10 @@ fn retire(
     macro_rules! retire_in {
         ($table:expr, $keep:expr) => {{
             let (unseen, active) = stale(tx, &$table, |v| &v.seen, $keep, started_at)?;
+            retire_in!($table, unseen, active)
+        }};
+        ($table:expr, $unseen:expr, $active:expr) => {{
+            let (unseen, active) = ($unseen, $active);
             if held(unseen.len(), active) {
                 return Ok(Finish::RetireHeld { would_retire: unseen.len() as u64, of: active });
             }
@@ -269,11 +499,27 @@ fn retire(
         Scope::Products => retire_in!(tables::PRODUCTS, |_| true),
         Scope::Agreements => retire_in!(tables::AGREEMENTS, |_| true),
         Scope::AllLines => retire_in!(tables::BILLING_LINES, |_| true),
-        Scope::LinesOf(agreement) => {
-            let agreement = agreement.clone();
-            retire_in!(tables::BILLING_LINES, move |l: &model::BillingLine| l.agreement_id
-                == agreement)
-        }
+        Scope::LinesOf(agreement) => match rules.lines_of {
+            Some(keys) => {
+                let (mut unseen, mut active) = (Vec::new(), 0);
+                for key in keys {
+                    let Some(line) = tx.get(&tables::BILLING_LINES, key)? else { continue };
+                    if line.agreement_id != *agreement || line.seen.retired_at.is_some() {
+                        continue;
+                    }
+                    active += 1;
+                    if line.seen.seen_at < started_at {
+                        unseen.push((key.clone(), line));
+                    }
+                }
+                retire_in!(tables::BILLING_LINES, unseen, active)
+            }
+            None => {
+                let agreement = agreement.clone();
+                retire_in!(tables::BILLING_LINES, move |l: &model::BillingLine| l.agreement_id
+                    == agreement)
+            }
+        },
     }
 }
 
@@ -433,4 +679,138 @@ pub fn put_line(
     now: Millis,
 ) -> anyhow::Result<bool> {
     upsert(tx, &sdk::Record::BillingLine(line.clone()), agreement_id, now, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: &str, agreement: &str) -> sdk::Record {
+        sdk::Record::BillingLine(sdk::BillingLine {
+            id: id.to_string(),
+            agreement_id: agreement.to_string(),
+            company_id: "7".to_string(),
+            product_id: "101".to_string(),
+            quantity: sdk::Quantity(Decimal::ONE),
+            included_quantity: None,
+            unit_price: None,
+            effective_date: None,
+            cancelled_date: None,
+            updated_at: None,
+            raw: None,
+        })
+    }
+
+    fn key(agreement: &str) -> String {
+        tables::key2("billing_lines", agreement)
+    }
+
+    /// Lists the lines of `agreement` in one page, fully, and ends the listing through `commits`.
+    async fn full_listing(
+        journal: &Journal,
+        commits: &GroupCommit,
+        agreement: &str,
+        ids: &[&str],
+    ) -> Ended {
+        let state = begin_listing(journal, &key(agreement), true).unwrap();
+        let records: Vec<sdk::Record> = ids.iter().map(|id| line(id, agreement)).collect();
+        commits
+            .end(Ending {
+                stream: key(agreement),
+                listing: state.listing.unwrap(),
+                parent_id: Some(agreement.to_string()),
+                page: Some((records, sdk::Checkpoint::default())),
+                lines_seen: ids.iter().map(|id| id.to_string()).collect(),
+                end: End::Complete {
+                    scopes: vec![Scope::LinesOf(agreement.to_string())],
+                    guard_percent: 50,
+                    confirm_retire: false,
+                },
+            })
+            .await
+            .unwrap()
+    }
+
+    fn retired(journal: &Journal, id: &str) -> bool {
+        let line = journal.read().unwrap().get(&tables::BILLING_LINES, id).unwrap().unwrap();
+        line.seen.retired_at.is_some()
+    }
+
+    #[test]
+    fn grouped_endings_retire_only_the_lines_their_agreement_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone()).unwrap();
+            let (a, b) = futures_util::join!(
+                full_listing(&journal, &commits, "10", &["1", "2", "3"]),
+                full_listing(&journal, &commits, "20", &["4", "5"]),
+            );
+            assert_eq!(a.page.records + b.page.records, 5);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+
+            // Agreement 10 lost line 3 and gained 6 and 7; agreement 20 is as it was.
+            let again = full_listing(&journal, &commits, "10", &["1", "2", "6", "7"]).await;
+            assert_eq!(again.finish, Some(Finish::Complete { retired: 1 }));
+            let b_again = full_listing(&journal, &commits, "20", &["4", "5"]).await;
+            assert_eq!(b_again.finish, Some(Finish::Complete { retired: 0 }));
+        });
+        assert!(retired(&journal, "3"));
+        for id in ["1", "2", "4", "5", "6", "7"] {
+            assert!(!retired(&journal, id), "line {id} was retired");
+        }
+        let state = stream_state(&journal, &key("10")).unwrap();
+        assert!(state.listing.is_none() && state.last_full_at.is_some());
+    }
+
+    #[test]
+    fn the_guard_counts_the_lines_the_listing_stored_as_well() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone()).unwrap();
+            full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            // Both old lines are gone, but six new ones came: 2 of 8 is under the 50 % guard.
+            let ended =
+                full_listing(&journal, &commits, "10", &["3", "4", "5", "6", "7", "8"]).await;
+            assert_eq!(ended.finish, Some(Finish::Complete { retired: 2 }));
+            // Now every line is gone at once: held.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let held = full_listing(&journal, &commits, "10", &["9"]).await;
+            assert_eq!(held.finish, Some(Finish::RetireHeld { would_retire: 6, of: 7 }));
+        });
+        assert!(!retired(&journal, "8"), "a held retirement retired something");
+    }
+
+    #[test]
+    fn a_listing_that_never_stored_a_page_leaves_no_trace_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        let state = begin_listing(&journal, "companies", true).unwrap();
+        assert!(state.listing.is_some());
+        assert_eq!(stream_state(&journal, "companies").unwrap(), StreamState::default());
+
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let ended = runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone()).unwrap();
+            commits
+                .end(Ending {
+                    stream: "companies".to_string(),
+                    listing: state.listing.clone().unwrap(),
+                    parent_id: None,
+                    page: None,
+                    lines_seen: Vec::new(),
+                    end: End::Failed { error: "companies: listing incomplete".to_string() },
+                })
+                .await
+                .unwrap()
+        });
+        assert_eq!(ended.finish, None);
+        let stored = stream_state(&journal, "companies").unwrap();
+        assert_eq!(stored.listing, state.listing, "a failed listing is kept to resume");
+        assert!(stored.last_error.is_some_and(|e| e.contains("incomplete")));
+    }
 }
