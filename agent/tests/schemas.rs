@@ -490,7 +490,12 @@ impl Library {
         let dir = Path::new(env!("CARGO_BIN_EXE_tally")).parent().unwrap();
         let file =
             format!("{}tally_{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-        let path = dir.join(file);
+        // `cargo build` puts workspace plugins next to the binary; `cargo test` leaves them in
+        // `deps`, where they were built as dependencies of `tally`.
+        let path = [dir.join(&file), dir.join("deps").join(&file)]
+            .into_iter()
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{file} is neither in {} nor in its deps", dir.display()));
         // SAFETY: a plugin of this workspace, built with the binary under test. It is never
         // unloaded, as the host never unloads one.
         let library: &'static libloading::Library = Box::leak(Box::new(
