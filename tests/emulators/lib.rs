@@ -6,6 +6,16 @@
 // serde_json's `json!` recurses once per key; the ConnectWise records are wide.
 #![recursion_limit = "256"]
 
+pub mod autotask;
 pub mod connectwise;
 pub mod halopsa;
-pub mod autotask;
+
+mod serve;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks `mutex`, carrying on after a panic elsewhere poisoned it: an emulator's data stays
+/// usable for the assertions that follow a failed test step.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -28,7 +28,7 @@ mod request_log;
 mod server;
 mod state;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use crate::lock;
 
 pub use api::THREAD_THRESHOLD_TEXT;
 pub use faults::{Fault, FaultRule, Times};
@@ -42,9 +42,3 @@ pub use render::{format_date, format_instant};
 pub use request_log::LoggedRequest;
 pub use server::{AutotaskEmulator, Credentials, THREAD_LIMIT, ZONE_PATH};
 pub use state::{Entity, MAX_RECORDS, Refusal, State, WriteCounts};
-
-/// Locks `mutex`, carrying on after a panic elsewhere poisoned it: the emulator's data stays
-/// usable for the assertions that follow a failed test step.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}

@@ -1,6 +1,5 @@
-//! The Autotask emulator handle: it binds 127.0.0.1 on a free port, runs the server on its own
-//! thread with its own tokio runtime (so synchronous tests and async code alike can use it),
-//! and stops everything when dropped. Through the handle a test reads the log, arms faults,
+//! The Autotask emulator handle: it serves the Autotask router on a loopback port (see
+//! `crate::serve`) and stops when dropped. Through the handle a test reads the log, arms faults,
 //! holds requests in flight (to meet the thread threshold deterministically), moves the tenant
 //! to another zone, and reads or changes the data while a sync runs; every such call takes the
 //! same lock the handlers take.
@@ -10,15 +9,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::{HeaderMap, header};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use time::{Date, OffsetDateTime};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::api;
 use super::faults::{FaultBook, FaultRule};
@@ -27,6 +22,7 @@ use super::lock;
 use super::model::{Adjustment, Company, Contract, Service, UnitRow};
 use super::request_log::{LoggedRequest, RequestLog};
 use super::state::{State, WriteCounts};
+use crate::serve::{Listener, Server};
 
 /// The zone's REST root path the emulator starts with, as Autotask's zones write it.
 pub const ZONE_PATH: &str = "/ATServicesRest/";
@@ -162,8 +158,7 @@ impl Drop for Slot {
 pub struct AutotaskEmulator {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: Server,
 }
 
 impl AutotaskEmulator {
@@ -181,14 +176,8 @@ impl AutotaskEmulator {
 
     /// Starts an emulator serving `data` that accepts `credentials`.
     pub fn try_start(data: AtData, credentials: Credentials) -> io::Result<AutotaskEmulator> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("at-emulator")
-            .enable_all()
-            .build()?;
+        let listener = Listener::bind()?;
+        let addr = listener.addr();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(data)),
             log: RequestLog::default(),
@@ -203,14 +192,8 @@ impl AutotaskEmulator {
             hourly: Mutex::new((0, None)),
             addr,
         });
-        let (shutdown, stop) = oneshot::channel();
-        let router = api::router(shared.clone());
-        let thread =
-            std::thread::Builder::new().name("at-emulator".to_owned()).spawn(move || {
-                runtime.block_on(accept_loop(listener, router, stop));
-                runtime.shutdown_timeout(Duration::from_secs(2));
-            })?;
-        Ok(AutotaskEmulator { shared, addr, shutdown: Some(shutdown), thread: Some(thread) })
+        let server = listener.serve("at-emulator", api::router(shared.clone()))?;
+        Ok(AutotaskEmulator { shared, addr, _server: server })
     }
 
     /// `http://127.0.0.1:PORT`
@@ -476,14 +459,9 @@ impl AutotaskEmulator {
 }
 
 impl Drop for AutotaskEmulator {
+    /// Lets held requests go, so that the server (dropped next) stops without waiting on them.
     fn drop(&mut self) {
         self.resume();
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -493,27 +471,4 @@ fn next_stamp(previous: OffsetDateTime) -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     let now = now - time::Duration::nanoseconds(i64::from(now.nanosecond() % 1_000_000));
     now.max(previous + time::Duration::milliseconds(1))
-}
-
-async fn accept_loop(
-    listener: std::net::TcpListener,
-    router: Router,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(router.clone());
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        }
-    }
 }

@@ -25,10 +25,11 @@ use super::lock;
 use super::query::{ListRequest, QueryParams, link_header};
 use super::render::{RenderCtx, ToJson, project};
 use super::request_log::LoggedRequest;
-use super::server::{KillSwitch, Shared};
+use super::server::Shared;
 use super::state::State;
 use super::timestamps::now_millis;
 use super::writes;
+use crate::serve::KillSwitch;
 
 /// The largest request body the emulator reads.
 const MAX_BODY: usize = 1024 * 1024;

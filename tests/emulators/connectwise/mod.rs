@@ -31,7 +31,7 @@ mod state;
 mod timestamps;
 mod writes;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use crate::lock;
 
 pub use conditions::{ConditionError, parse as parse_conditions};
 pub use faults::{Fault, FaultRule, RetryAfter, Times};
@@ -44,9 +44,3 @@ pub use server::{CODEBASE, ConnectWiseEmulator, Credentials};
 pub use state::{RecordRef, State, WriteCounts};
 pub use timestamps::{format_instant, parse_instant};
 pub use writes::API_MEMBER;
-
-/// Locks `mutex`, carrying on after a panic elsewhere poisoned it: the emulator's data stays
-/// usable for the assertions that follow a failed test step.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}

@@ -1,25 +1,17 @@
-//! The emulator handle: it binds 127.0.0.1 on a free port, runs the server on its own thread with
-//! its own tokio runtime (so synchronous tests and async code alike can use it), serves every
-//! connection itself so that a fault can close one without answering, and stops everything when
-//! dropped. Through the handle a test reads the log, arms faults and reads or changes the data
-//! while a sync runs; every such call takes the same lock the handlers take.
+//! The emulator handle: it serves the ConnectWise router on a loopback port (see `crate::serve`)
+//! and stops when dropped. Through the handle a test reads the log, arms faults and reads or
+//! changes the data while a sync runs; every such call takes the same lock the handlers take.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
-use axum::{Extension, Router};
 use base64::Engine;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use time::OffsetDateTime;
-use tokio::net::TcpStream;
-use tokio::sync::{Notify, oneshot};
 
 use super::api;
 use super::faults::{FaultBook, FaultRule};
@@ -28,6 +20,7 @@ use super::lock;
 use super::model::{Addition, Agreement, CatalogItem, Company};
 use super::request_log::{LoggedRequest, RequestLog};
 use super::state::{RecordRef, State, WriteCounts};
+use crate::serve::{Listener, Server};
 
 /// The codebase `/login/companyinfo` reports and the API is served under.
 pub const CODEBASE: &str = "v4_6_release/";
@@ -58,16 +51,6 @@ impl Credentials {
     pub fn authorization(&self) -> String {
         let user = format!("{}+{}:{}", self.company_id, self.public_key, self.private_key);
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user))
-    }
-}
-
-/// Closes one connection from inside a handler (see `Fault::DropConnection`).
-#[derive(Clone, Default)]
-pub struct KillSwitch(Arc<Notify>);
-
-impl KillSwitch {
-    pub fn trigger(&self) {
-        self.0.notify_one();
     }
 }
 
@@ -107,8 +90,7 @@ impl Shared {
 pub struct ConnectWiseEmulator {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: Server,
 }
 
 impl ConnectWiseEmulator {
@@ -126,14 +108,8 @@ impl ConnectWiseEmulator {
 
     /// Starts an emulator serving `fixture` that accepts `credentials`.
     pub fn try_start(fixture: CwData, credentials: Credentials) -> io::Result<ConnectWiseEmulator> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("cw-emulator")
-            .enable_all()
-            .build()?;
+        let listener = Listener::bind()?;
+        let addr = listener.addr();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(fixture)),
             log: RequestLog::default(),
@@ -144,14 +120,8 @@ impl ConnectWiseEmulator {
             origin_override: Mutex::new(None),
             addr,
         });
-        let (shutdown, stop) = oneshot::channel();
-        let router = api::router(shared.clone());
-        let thread =
-            std::thread::Builder::new().name("cw-emulator".to_owned()).spawn(move || {
-                runtime.block_on(accept_loop(listener, router, stop));
-                runtime.shutdown_timeout(Duration::from_secs(2));
-            })?;
-        Ok(ConnectWiseEmulator { shared, addr, shutdown: Some(shutdown), thread: Some(thread) })
+        let server = listener.serve("cw-emulator", api::router(shared.clone()))?;
+        Ok(ConnectWiseEmulator { shared, addr, _server: server })
     }
 
     /// `http://127.0.0.1:PORT`
@@ -364,46 +334,5 @@ impl ConnectWiseEmulator {
     /// appear behind a client's cursor (cases C16, C17).
     pub fn set_last_updated(&self, record: RecordRef, at: OffsetDateTime) -> bool {
         lock(&self.shared.state).set_last_updated(record, at)
-    }
-}
-
-impl Drop for ConnectWiseEmulator {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-async fn accept_loop(
-    listener: std::net::TcpListener,
-    router: Router,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                tokio::spawn(serve_connection(stream, router.clone()));
-            }
-        }
-    }
-}
-
-/// Serves one connection until the client closes it or a fault asks to close it unanswered.
-async fn serve_connection(stream: TcpStream, router: Router) {
-    let _ = stream.set_nodelay(true);
-    let kill = KillSwitch::default();
-    let service = TowerToHyperService::new(router.layer(Extension(kill.clone())));
-    let connection =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::select! {
-        _ = connection => {}
-        _ = kill.0.notified() => {}
     }
 }

@@ -27,7 +27,7 @@ mod server;
 mod tokens;
 mod upsert;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use crate::lock;
 
 pub use api::{DEFAULT_PAGE_SIZE, PAGE_CAP};
 pub use faults::{Fault, FaultRule, Times};
@@ -35,9 +35,3 @@ pub use model::{Client, Contract, HaloData, InvoiceLine, Item, RecurringInvoice}
 pub use request_log::LoggedRequest;
 pub use server::HaloEmulator;
 pub use tokens::{Credentials, TokenPolicy};
-
-/// Locks `mutex`, carrying on after a panic elsewhere poisoned it: the emulator's data stays
-/// usable for the assertions that follow a failed test step.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}

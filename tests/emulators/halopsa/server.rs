@@ -1,18 +1,14 @@
-//! The HaloPSA emulator handle: it binds 127.0.0.1 on a free port, runs the server on its own
-//! thread with its own tokio runtime (so synchronous tests and async code alike can use it),
-//! and stops everything when dropped. Through the handle a test reads the log, arms faults,
+//! The HaloPSA emulator handle: it serves the HaloPSA router on a loopback port (see
+//! `crate::serve`) and stops when dropped. Through the handle a test reads the log, arms faults,
 //! sets how tokens expire, and reads or changes the data while a sync runs; every such call
 //! takes the same lock the handlers take.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use time::OffsetDateTime;
 use time::macros::format_description;
-use tokio::sync::oneshot;
 
 use super::api;
 use super::faults::{FaultBook, FaultRule};
@@ -20,6 +16,7 @@ use super::lock;
 use super::model::{Client, HaloData, InvoiceLine, Item, RecurringInvoice};
 use super::request_log::{LoggedRequest, RequestLog};
 use super::tokens::{Credentials, TokenBook, TokenPolicy};
+use crate::serve::{Listener, Server};
 
 /// What the server and the handle share.
 pub struct Shared {
@@ -47,8 +44,7 @@ impl Shared {
 pub struct HaloEmulator {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: Server,
 }
 
 impl HaloEmulator {
@@ -66,14 +62,8 @@ impl HaloEmulator {
 
     /// Starts an emulator serving `data` that accepts `credentials`.
     pub fn try_start(data: HaloData, credentials: Credentials) -> io::Result<HaloEmulator> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("halo-emulator")
-            .enable_all()
-            .build()?;
+        let listener = Listener::bind()?;
+        let addr = listener.addr();
         let shared = Arc::new(Shared {
             data: Mutex::new(data),
             log: RequestLog::default(),
@@ -83,21 +73,8 @@ impl HaloEmulator {
             upserts: Mutex::new(0),
             addr,
         });
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let router = api::router(shared.clone());
-        let thread =
-            std::thread::Builder::new().name("halo-emulator".to_owned()).spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-                    let _ = axum::serve(listener, router)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.await;
-                        })
-                        .await;
-                });
-                runtime.shutdown_timeout(Duration::from_secs(2));
-            })?;
-        Ok(HaloEmulator { shared, addr, shutdown: Some(shutdown), thread: Some(thread) })
+        let server = listener.serve("halo-emulator", api::router(shared.clone()))?;
+        Ok(HaloEmulator { shared, addr, _server: server })
     }
 
     /// `http://127.0.0.1:PORT`: the `base_url` setting.
@@ -264,16 +241,5 @@ impl HaloEmulator {
         let index = invoice.lines.iter().position(|l| l.id == line)?;
         invoice.last_modified = now;
         Some(invoice.lines.remove(index))
-    }
-}
-
-impl Drop for HaloEmulator {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
