@@ -10,6 +10,7 @@ pub mod autotask;
 pub mod connectwise;
 pub mod halopsa;
 
+mod fault_rules;
 mod serve;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

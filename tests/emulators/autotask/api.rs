@@ -162,12 +162,8 @@ async fn handle(AxState(shared): AxState<Arc<Shared>>, request: Request) -> Resp
         received_at,
     };
 
-    let target = FaultTarget {
-        method: parts.method.as_str(),
-        entity: &entity,
-        continuation: route.continuation(),
-    };
-    let fault = shared.faults.take(&target);
+    let target = FaultTarget { entity: &entity, continuation: route.continuation() };
+    let fault = shared.faults.take(parts.method.as_str(), &target);
     entry.fault = fault.as_ref().map(Fault::name);
     if let Some(response) = fault.as_ref().and_then(immediate) {
         entry.status = Some(response.status().as_u16());

@@ -5,10 +5,10 @@
 //! continuation page, and fires a set number of times or always. This module only decides
 //! which fault applies; `api` carries it out.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use super::lock;
+pub use crate::fault_rules::Times;
+use crate::fault_rules::{self, Scope};
 
 /// What happens to a matching request.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,110 +54,51 @@ impl Fault {
     }
 }
 
-/// How many times a rule fires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Times {
-    Count(u32),
-    Always,
-}
-
 /// A fault and the requests it applies to.
-#[derive(Clone, Debug)]
-pub struct FaultRule {
-    entity: String,
-    method: Option<String>,
-    continuation: Option<bool>,
-    times: Times,
-    fault: Fault,
-}
+pub type FaultRule = fault_rules::FaultRule<EntityScope, Fault>;
 
 impl FaultRule {
     /// Fires `fault` once on the next request for `entity` (`Companies`, `ContractServiceUnits`,
     /// `ContractServiceAdjustments`, …, ignoring case; `*` for any entity, `zoneInformation` for
     /// the zone lookup).
     pub fn new(entity: &str, fault: Fault) -> FaultRule {
-        FaultRule {
-            entity: entity.to_owned(),
-            method: None,
-            continuation: None,
-            times: Times::Count(1),
-            fault,
-        }
-    }
-
-    /// Only for requests with this method.
-    pub fn method(mut self, method: &str) -> FaultRule {
-        self.method = Some(method.to_ascii_uppercase());
-        self
+        FaultRule::once(EntityScope { entity: entity.to_owned(), continuation: None }, fault)
     }
 
     /// Only for continuation pages (`…/query/next`).
     pub fn on_continuation(mut self) -> FaultRule {
-        self.continuation = Some(true);
+        self.scope.continuation = Some(true);
         self
     }
 
     /// Only for first pages and other requests that are not continuations.
     pub fn on_first_page(mut self) -> FaultRule {
-        self.continuation = Some(false);
+        self.scope.continuation = Some(false);
         self
     }
+}
 
-    /// Fires on the next `count` matching requests.
-    pub fn times(mut self, count: u32) -> FaultRule {
-        self.times = Times::Count(count);
-        self
-    }
+/// The requests an Autotask rule applies to: an entity, and optionally continuation pages only
+/// or first pages only.
+#[derive(Clone, Debug)]
+pub struct EntityScope {
+    entity: String,
+    continuation: Option<bool>,
+}
 
-    /// Fires on every matching request until the faults are cleared.
-    pub fn always(mut self) -> FaultRule {
-        self.times = Times::Always;
-        self
-    }
-
-    fn matches(&self, target: &FaultTarget<'_>) -> bool {
-        self.times != Times::Count(0)
-            && (self.entity == "*" || self.entity.eq_ignore_ascii_case(target.entity))
-            && self.method.as_deref().is_none_or(|m| m == target.method)
+impl Scope<FaultTarget<'_>> for EntityScope {
+    fn covers(&self, target: &FaultTarget<'_>) -> bool {
+        (self.entity == "*" || self.entity.eq_ignore_ascii_case(target.entity))
             && self.continuation.is_none_or(|c| c == target.continuation)
     }
 }
 
-/// What a rule is matched against.
+/// What a rule is matched against, besides the method.
 pub struct FaultTarget<'a> {
-    pub method: &'a str,
     /// The entity name, or `zoneInformation`, or the path for anything else.
     pub entity: &'a str,
     pub continuation: bool,
 }
 
 /// The armed rules, in the order they were added; the first match fires.
-#[derive(Default)]
-pub struct FaultBook {
-    rules: Mutex<Vec<FaultRule>>,
-}
-
-impl FaultBook {
-    pub fn add(&self, rule: FaultRule) {
-        lock(&self.rules).push(rule);
-    }
-
-    pub fn clear(&self) {
-        lock(&self.rules).clear();
-    }
-
-    /// How many rules could still fire.
-    pub fn armed(&self) -> usize {
-        lock(&self.rules).iter().filter(|r| r.times != Times::Count(0)).count()
-    }
-
-    /// The fault for this request, if any, counting it against its rule.
-    pub fn take(&self, target: &FaultTarget<'_>) -> Option<Fault> {
-        let mut rules = lock(&self.rules);
-        let rule = rules.iter_mut().find(|r| r.matches(target))?;
-        if let Times::Count(n) = &mut rule.times {
-            *n -= 1;
-        }
-        Some(rule.fault.clone())
-    }
-}
+pub type FaultBook = fault_rules::FaultBook<EntityScope, Fault>;

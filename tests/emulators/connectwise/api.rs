@@ -149,9 +149,8 @@ async fn pipeline(AxState(shared): Shr, request: Request, next: Next) -> Respons
 
     let page =
         QueryParams::new(&query).get("page").and_then(|p| p.trim().parse().ok()).unwrap_or(1);
-    let target =
-        FaultTarget { method: parts.method.as_str(), path: &relative_text, page, query: &query };
-    let fault = shared.faults.take(&target);
+    let target = FaultTarget { path: &relative_text, page, query: &query };
+    let fault = shared.faults.take(parts.method.as_str(), &target);
     entry.fault = fault.as_ref().map(Fault::name);
     let kill = parts.extensions.get::<KillSwitch>().cloned();
 

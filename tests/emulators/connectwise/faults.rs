@@ -4,12 +4,12 @@
 //! by path pattern, and optionally by method, page number or any query parameter, and fires a set
 //! number of times or always. This module only decides which fault applies; `api` carries it out.
 
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::lock;
+pub use crate::fault_rules::Times;
+use crate::fault_rules::{self, Scope, path_matches};
 
 /// The value of a `Retry-After` header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,23 +93,8 @@ impl Fault {
     }
 }
 
-/// How many times a rule fires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Times {
-    Count(u32),
-    Always,
-}
-
 /// A fault and the requests it applies to.
-#[derive(Clone, Debug)]
-pub struct FaultRule {
-    pattern: String,
-    method: Option<String>,
-    query: Vec<(String, String)>,
-    page: Option<usize>,
-    times: Times,
-    fault: Fault,
-}
+pub type FaultRule = fault_rules::FaultRule<PathScope, Fault>;
 
 impl FaultRule {
     /// Fires `fault` once on the next request whose path matches `pattern`.
@@ -119,54 +104,39 @@ impl FaultRule {
     /// without its leading `/` for other endpoints (`login/companyinfo/*`). `*` matches one
     /// segment, `**` any number of trailing segments; other segments match exactly, ignoring case.
     pub fn new(pattern: &str, fault: Fault) -> FaultRule {
-        FaultRule {
+        let scope = PathScope {
             pattern: pattern.trim_matches('/').to_owned(),
-            method: None,
             query: Vec::new(),
             page: None,
-            times: Times::Count(1),
-            fault,
-        }
-    }
-
-    /// Only for requests with this method (`GET`, `PATCH`, `POST`).
-    pub fn method(mut self, method: &str) -> FaultRule {
-        self.method = Some(method.to_ascii_uppercase());
-        self
+        };
+        FaultRule::once(scope, fault)
     }
 
     /// Only for this page number (a request without `page` is page 1).
     pub fn on_page(mut self, page: usize) -> FaultRule {
-        self.page = Some(page);
+        self.scope.page = Some(page);
         self
     }
 
     /// Only for requests whose query has `name` (ignoring case) equal to `value` once decoded,
     /// for example `("pageId", "2000")`.
     pub fn with_query(mut self, name: &str, value: &str) -> FaultRule {
-        self.query.push((name.to_owned(), value.to_owned()));
+        self.scope.query.push((name.to_owned(), value.to_owned()));
         self
     }
+}
 
-    /// Fires on the next `count` matching requests.
-    pub fn times(mut self, count: u32) -> FaultRule {
-        self.times = Times::Count(count);
-        self
-    }
+/// The requests a ConnectWise rule applies to: a path pattern, and optionally a page and query
+/// parameters.
+#[derive(Clone, Debug)]
+pub struct PathScope {
+    pattern: String,
+    query: Vec<(String, String)>,
+    page: Option<usize>,
+}
 
-    /// Fires on every matching request until the faults are cleared.
-    pub fn always(mut self) -> FaultRule {
-        self.times = Times::Always;
-        self
-    }
-
-    fn matches(&self, request: &FaultTarget<'_>) -> bool {
-        if self.times == Times::Count(0) {
-            return false;
-        }
-        if self.method.as_deref().is_some_and(|m| m != request.method) {
-            return false;
-        }
+impl Scope<FaultTarget<'_>> for PathScope {
+    fn covers(&self, request: &FaultTarget<'_>) -> bool {
         if self.page.is_some_and(|p| p != request.page) {
             return false;
         }
@@ -177,60 +147,16 @@ impl FaultRule {
     }
 }
 
-/// What a rule is matched against.
+/// What a rule is matched against, besides the method.
 pub struct FaultTarget<'a> {
-    pub method: &'a str,
     /// The path relative to the API root (see [`FaultRule::new`]).
     pub path: &'a str,
     pub page: usize,
     pub query: &'a [(String, String)],
 }
 
-/// Whether `path` matches `pattern` (`*` one segment, `**` the rest).
-pub fn path_matches(pattern: &str, path: &str) -> bool {
-    let mut want = pattern.split('/').filter(|s| !s.is_empty());
-    let mut have = path.split('/').filter(|s| !s.is_empty());
-    loop {
-        match (want.next(), have.next()) {
-            (Some("**"), _) => return true,
-            (Some("*"), Some(_)) => continue,
-            (Some(w), Some(h)) if w.eq_ignore_ascii_case(h) => continue,
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
-
 /// The armed rules, in the order they were added; the first match fires.
-#[derive(Default)]
-pub struct FaultBook {
-    rules: Mutex<Vec<FaultRule>>,
-}
-
-impl FaultBook {
-    pub fn add(&self, rule: FaultRule) {
-        lock(&self.rules).push(rule);
-    }
-
-    pub fn clear(&self) {
-        lock(&self.rules).clear();
-    }
-
-    /// How many rules could still fire.
-    pub fn armed(&self) -> usize {
-        lock(&self.rules).iter().filter(|r| r.times != Times::Count(0)).count()
-    }
-
-    /// The fault for this request, if any, counting it against its rule.
-    pub fn take(&self, request: &FaultTarget<'_>) -> Option<Fault> {
-        let mut rules = lock(&self.rules);
-        let rule = rules.iter_mut().find(|r| r.matches(request))?;
-        if let Times::Count(n) = &mut rule.times {
-            *n -= 1;
-        }
-        Some(rule.fault.clone())
-    }
-}
+pub type FaultBook = fault_rules::FaultBook<PathScope, Fault>;
 
 #[cfg(test)]
 mod tests {
@@ -252,12 +178,11 @@ mod tests {
         book.add(
             FaultRule::new("company/companies", Fault::ServiceUnavailable).on_page(2).times(2),
         );
-        let page =
-            |page| FaultTarget { method: "GET", path: "company/companies", page, query: &[] };
-        assert!(book.take(&page(1)).is_none());
-        assert!(book.take(&page(2)).is_some());
-        assert!(book.take(&page(2)).is_some());
-        assert!(book.take(&page(2)).is_none());
+        let page = |page| FaultTarget { path: "company/companies", page, query: &[] };
+        assert!(book.take("GET", &page(1)).is_none());
+        assert!(book.take("GET", &page(2)).is_some());
+        assert!(book.take("GET", &page(2)).is_some());
+        assert!(book.take("GET", &page(2)).is_none());
         assert_eq!(book.armed(), 0);
     }
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use time::OffsetDateTime;
 
-use super::faults::path_matches;
-use super::lock;
+use crate::fault_rules::path_matches;
+use crate::lock;
 
 /// One request as the emulator saw it.
 #[derive(Clone, Debug)]

@@ -79,7 +79,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         body: &body,
     };
     let page = asked.param("page_no").and_then(|p| p.trim().parse().ok()).unwrap_or(1);
-    let fault = shared.faults.take(&method, path.trim_start_matches('/'), page);
+    let fault = shared.faults.take(&method, &(path.trim_start_matches('/'), page));
 
     let response = match &fault {
         Some(Fault::RateLimited { retry_after_seconds }) => {

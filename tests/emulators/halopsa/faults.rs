@@ -4,9 +4,8 @@
 //! request by path pattern and optionally by method and `page_no`, and fires a set number of
 //! times or always. This module only decides which fault applies; `api` carries it out.
 
-use std::sync::Mutex;
-
-use super::lock;
+pub use crate::fault_rules::Times;
+use crate::fault_rules::{self, Scope, path_matches};
 
 /// What happens to a matching request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,112 +42,43 @@ impl Fault {
     }
 }
 
-/// How many times a rule fires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Times {
-    Count(u32),
-    Always,
-}
-
 /// A fault and the requests it applies to.
-#[derive(Clone, Debug)]
-pub struct FaultRule {
-    pattern: String,
-    method: Option<String>,
-    page: Option<u64>,
-    times: Times,
-    fault: Fault,
-}
+pub type FaultRule = fault_rules::FaultRule<PathScope, Fault>;
 
 impl FaultRule {
     /// Fires `fault` once on the next request whose path matches `pattern`: the path without
     /// its leading `/` (`api/client`, `api/RecurringInvoice/*`, `auth/token`), compared without
     /// regard to case; `*` matches one segment, `**` any number of trailing segments.
     pub fn new(pattern: &str, fault: Fault) -> FaultRule {
-        FaultRule {
-            pattern: pattern.trim_matches('/').to_owned(),
-            method: None,
-            page: None,
-            times: Times::Count(1),
+        FaultRule::once(
+            PathScope { pattern: pattern.trim_matches('/').to_owned(), page: None },
             fault,
-        }
-    }
-
-    /// Only for requests with this method.
-    pub fn method(mut self, method: &str) -> FaultRule {
-        self.method = Some(method.to_ascii_uppercase());
-        self
+        )
     }
 
     /// Only for this `page_no` (a request without one is page 1).
     pub fn on_page(mut self, page: u64) -> FaultRule {
-        self.page = Some(page);
+        self.scope.page = Some(page);
         self
-    }
-
-    pub fn times(mut self, count: u32) -> FaultRule {
-        self.times = Times::Count(count);
-        self
-    }
-
-    pub fn always(mut self) -> FaultRule {
-        self.times = Times::Always;
-        self
-    }
-
-    fn matches(&self, method: &str, path: &str, page: u64) -> bool {
-        self.times != Times::Count(0)
-            && self.method.as_deref().is_none_or(|m| m == method)
-            && self.page.is_none_or(|p| p == page)
-            && path_matches(&self.pattern, path)
     }
 }
 
-/// Whether `path` matches `pattern` (`*` one segment, `**` the rest), ignoring case.
-pub fn path_matches(pattern: &str, path: &str) -> bool {
-    let mut want = pattern.split('/').filter(|s| !s.is_empty());
-    let mut have = path.split('/').filter(|s| !s.is_empty());
-    loop {
-        match (want.next(), have.next()) {
-            (Some("**"), _) => return true,
-            (Some("*"), Some(_)) => continue,
-            (Some(w), Some(h)) if w.eq_ignore_ascii_case(h) => continue,
-            (None, None) => return true,
-            _ => return false,
-        }
+/// The requests a HaloPSA rule applies to: a path pattern, and optionally a `page_no`.
+#[derive(Clone, Debug)]
+pub struct PathScope {
+    pattern: String,
+    page: Option<u64>,
+}
+
+/// A request's path without its leading `/`, and its `page_no`.
+impl Scope<(&str, u64)> for PathScope {
+    fn covers(&self, &(path, page): &(&str, u64)) -> bool {
+        self.page.is_none_or(|p| p == page) && path_matches(&self.pattern, path)
     }
 }
 
 /// The armed rules, in the order they were added; the first match fires.
-#[derive(Default)]
-pub struct FaultBook {
-    rules: Mutex<Vec<FaultRule>>,
-}
-
-impl FaultBook {
-    pub fn add(&self, rule: FaultRule) {
-        lock(&self.rules).push(rule);
-    }
-
-    pub fn clear(&self) {
-        lock(&self.rules).clear();
-    }
-
-    /// Rules that could still fire.
-    pub fn armed(&self) -> usize {
-        lock(&self.rules).iter().filter(|r| r.times != Times::Count(0)).count()
-    }
-
-    /// The fault for this request, if any, counting it against its rule.
-    pub fn take(&self, method: &str, path: &str, page: u64) -> Option<Fault> {
-        let mut rules = lock(&self.rules);
-        let rule = rules.iter_mut().find(|r| r.matches(method, path, page))?;
-        if let Times::Count(n) = &mut rule.times {
-            *n -= 1;
-        }
-        Some(rule.fault.clone())
-    }
-}
+pub type FaultBook = fault_rules::FaultBook<PathScope, Fault>;
 
 #[cfg(test)]
 mod tests {
@@ -166,10 +96,10 @@ mod tests {
     fn counted_rules_run_out() {
         let book = FaultBook::default();
         book.add(FaultRule::new("api/client", Fault::ServerError(500)).on_page(2).times(2));
-        assert!(book.take("GET", "api/client", 1).is_none());
-        assert!(book.take("GET", "api/client", 2).is_some());
-        assert!(book.take("GET", "api/client", 2).is_some());
-        assert!(book.take("GET", "api/client", 2).is_none());
+        assert!(book.take("GET", &("api/client", 1)).is_none());
+        assert!(book.take("GET", &("api/client", 2)).is_some());
+        assert!(book.take("GET", &("api/client", 2)).is_some());
+        assert!(book.take("GET", &("api/client", 2)).is_none());
         assert_eq!(book.armed(), 0);
     }
 }

@@ -4,8 +4,8 @@
 
 use std::sync::Mutex;
 
-use super::faults::path_matches;
-use super::lock;
+use crate::fault_rules::path_matches;
+use crate::lock;
 
 /// One request as the emulator saw it.
 #[derive(Clone, Debug)]
