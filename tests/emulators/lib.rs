@@ -11,6 +11,7 @@ pub mod connectwise;
 pub mod halopsa;
 
 mod fault_rules;
+mod request_log;
 mod serve;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -25,9 +25,7 @@ use super::render;
 use super::request_log::LoggedRequest;
 use super::server::{Shared, Slot, THREAD_LIMIT};
 use super::state::{Entity, QueryPage, Refusal};
-
-/// The largest request body the emulator reads.
-const MAX_BODY: usize = 1024 * 1024;
+use crate::request_log::{Received, header_pairs};
 
 /// The text of the thread-threshold refusal, as Autotask words it.
 pub const THREAD_THRESHOLD_TEXT: &str = "Thread Threshold Exceeded - The Autotask API thread \
@@ -137,24 +135,16 @@ impl Route {
 /// Everything that happens to a request: see the module doc.
 async fn handle(AxState(shared): AxState<Arc<Shared>>, request: Request) -> Response {
     let received_at = OffsetDateTime::now_utc();
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_else(|_| Bytes::new());
-    let path = parts.uri.path().to_owned();
-    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect();
-    let route = Route::parse(&path, &query);
-    let entity = route.entity(&path);
+    let received = Received::read(request).await;
+    let Received { parts, body, path, query, .. } = &received;
+    let route = Route::parse(path, query);
+    let entity = route.entity(path);
     let mut entry = LoggedRequest {
-        method: parts.method.as_str().to_owned(),
+        method: received.method().to_owned(),
         path: path.clone(),
         query: query.clone(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()))
-            .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
+        headers: header_pairs(&parts.headers),
+        body: received.body_text(),
         entity: entity.clone(),
         continuation: route.continuation(),
         status: None,
@@ -179,7 +169,7 @@ async fn handle(AxState(shared): AxState<Arc<Shared>>, request: Request) -> Resp
     }
 
     let (response, slot) =
-        serve(&shared, &parts.method, &parts.headers, &route, &entity, &body).await;
+        serve(&shared, &parts.method, &parts.headers, &route, &entity, body).await;
     let response = match fault {
         Some(Fault::TruncatedBody) => truncate(response).await,
         Some(Fault::ServerErrorAfterProcessing) => errors(500, "An unexpected error has occurred."),

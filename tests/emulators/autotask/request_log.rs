@@ -3,13 +3,9 @@
 //! a continuation page, the status, the fault applied and when it arrived; plus a count per
 //! entity. The log never changes what the emulator answers.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use time::OffsetDateTime;
 
-use super::lock;
+use crate::request_log::{self, Entry, first_named};
 
 /// One request as the emulator saw it.
 #[derive(Clone, Debug)]
@@ -34,45 +30,20 @@ pub struct LoggedRequest {
 impl LoggedRequest {
     /// The first header named `name`, ignoring case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        first_named(&self.headers, name)
     }
 
     /// The first query value named `name`, ignoring case.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        first_named(&self.query, name)
     }
 }
 
-#[derive(Default)]
-pub struct RequestLog {
-    entries: Mutex<Vec<LoggedRequest>>,
-    by_entity: Mutex<BTreeMap<String, usize>>,
-    /// Keep entries (counters are always kept); the benchmark turns this off.
-    disabled: AtomicBool,
-}
-
-impl RequestLog {
-    pub fn record(&self, entry: LoggedRequest) {
-        *lock(&self.by_entity).entry(entry.entity.clone()).or_default() += 1;
-        if !self.disabled.load(Ordering::Relaxed) {
-            lock(&self.entries).push(entry);
-        }
-    }
-
-    pub fn entries(&self) -> Vec<LoggedRequest> {
-        lock(&self.entries).clone()
-    }
-
-    pub fn clear(&self) {
-        lock(&self.entries).clear();
-        lock(&self.by_entity).clear();
-    }
-
-    pub fn set_enabled(&self, enabled: bool) {
-        self.disabled.store(!enabled, Ordering::Relaxed);
-    }
-
-    pub fn counts(&self) -> BTreeMap<String, usize> {
-        lock(&self.by_entity).clone()
+/// Counted per entity.
+impl Entry for LoggedRequest {
+    fn counted_as(&self) -> &str {
+        &self.entity
     }
 }
+
+pub(crate) type RequestLog = request_log::RequestLog<LoggedRequest>;

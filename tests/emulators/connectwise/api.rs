@@ -29,10 +29,8 @@ use super::server::Shared;
 use super::state::State;
 use super::timestamps::now_millis;
 use super::writes;
+use crate::request_log::{Received, header_pairs};
 use crate::serve::KillSwitch;
-
-/// The largest request body the emulator reads.
-const MAX_BODY: usize = 1024 * 1024;
 
 /// What the pipeline learnt about a request, handed to its handler.
 pub struct RequestInfo {
@@ -114,38 +112,26 @@ async fn pipeline(AxState(shared): Shr, request: Request, next: Next) -> Respons
         tokio::time::sleep(latency).await;
     }
 
-    let (mut parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => bytes,
-        Err(_) => Bytes::new(),
-    };
-    let path = parts.uri.path().to_owned();
-    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect();
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
+    let received = Received::read(request).await;
     let codebase = shared.codebase.clone();
-    let relative = api_path(&path, &codebase);
+    let relative = api_path(&received.path, &codebase);
     let relative_text = match &relative {
         Ok(p) => p.clone(),
-        Err(_) => path.trim_start_matches('/').to_owned(),
+        Err(_) => received.path.trim_start_matches('/').to_owned(),
     };
     let mut entry = LoggedRequest {
-        method: parts.method.as_str().to_owned(),
-        path: path.clone(),
+        method: received.method().to_owned(),
+        path: received.path.clone(),
         api_path: relative_text.clone(),
-        raw_query: raw_query.clone(),
-        query: query.clone(),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        raw_query: received.raw_query.clone(),
+        query: received.query.clone(),
+        headers: header_pairs(&received.parts.headers),
+        body: received.body_text(),
         status: None,
         fault: None,
         received_at,
     };
+    let Received { mut parts, body, path, raw_query, query } = received;
 
     let page =
         QueryParams::new(&query).get("page").and_then(|p| p.trim().parse().ok()).unwrap_or(1);

@@ -4,14 +4,9 @@
 //! even while entries are switched off for the benchmark. The log never changes what the
 //! emulator answers.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use time::OffsetDateTime;
 
-use crate::fault_rules::path_matches;
-use crate::lock;
+use crate::request_log::{self, Entry, first_named};
 
 /// One request as the emulator saw it.
 #[derive(Clone, Debug)]
@@ -39,55 +34,20 @@ pub struct LoggedRequest {
 impl LoggedRequest {
     /// The first decoded query value named `name`, ignoring case.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        first_named(&self.query, name)
     }
 
     /// The first header named `name`, ignoring case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        first_named(&self.headers, name)
     }
 }
 
-#[derive(Default)]
-pub struct RequestLog {
-    entries: Mutex<Vec<LoggedRequest>>,
-    by_path: Mutex<BTreeMap<String, usize>>,
-    /// Keep entries (counters are always kept); the benchmark turns this off.
-    disabled: AtomicBool,
-}
-
-impl RequestLog {
-    pub fn record(&self, entry: LoggedRequest) {
-        *lock(&self.by_path).entry(entry.path.clone()).or_default() += 1;
-        if !self.disabled.load(Ordering::Relaxed) {
-            lock(&self.entries).push(entry);
-        }
-    }
-
-    pub fn entries(&self) -> Vec<LoggedRequest> {
-        lock(&self.entries).clone()
-    }
-
-    pub fn clear(&self) {
-        lock(&self.entries).clear();
-        lock(&self.by_path).clear();
-    }
-
-    pub fn set_enabled(&self, enabled: bool) {
-        self.disabled.store(!enabled, Ordering::Relaxed);
-    }
-
-    pub fn counts(&self) -> BTreeMap<String, usize> {
-        lock(&self.by_path).clone()
-    }
-
-    /// Requests whose API path matches `pattern` (as in `FaultRule::new`), among the logged
-    /// entries' paths counted so far.
-    pub fn count_matching(&self, pattern: &str, api_path_of: impl Fn(&str) -> String) -> usize {
-        lock(&self.by_path)
-            .iter()
-            .filter(|(path, _)| path_matches(pattern, &api_path_of(path)))
-            .map(|(_, n)| n)
-            .sum()
+/// Counted per path as sent.
+impl Entry for LoggedRequest {
+    fn counted_as(&self) -> &str {
+        &self.path
     }
 }
+
+pub(crate) type RequestLog = request_log::RequestLog<LoggedRequest>;

@@ -188,10 +188,9 @@ impl ConnectWiseEmulator {
 
     /// Requests received whose API path matches `pattern` (as in `FaultRule::new`).
     pub fn request_count(&self, pattern: &str) -> usize {
-        let codebase = self.shared.codebase.clone();
+        let prefix = format!("/{}apis/3.0/", self.shared.codebase);
         self.shared.log.count_matching(pattern, |path| {
-            let prefix = format!("/{codebase}apis/3.0/");
-            path.strip_prefix(&prefix).unwrap_or(path.trim_start_matches('/')).to_owned()
+            path.strip_prefix(&prefix).unwrap_or(path.trim_start_matches('/'))
         })
     }
 

@@ -24,15 +24,13 @@ use super::request_log::LoggedRequest;
 use super::server::Shared;
 use super::tokens::Refusal;
 use super::upsert;
+use crate::request_log::{Received, first_named, header_pairs};
 
 /// The most rows Halo serves in one page, whatever `page_size` asks (case C01).
 pub const PAGE_CAP: usize = 100;
 
 /// The page size when a paginated request names none.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
-
-/// The largest request body the emulator reads.
-const MAX_BODY: usize = 1024 * 1024;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
@@ -50,7 +48,7 @@ struct Asked<'a> {
 
 impl Asked<'_> {
     fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        first_named(self.query, name)
     }
 
     fn flag(&self, name: &str) -> Option<bool> {
@@ -59,14 +57,9 @@ impl Asked<'_> {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
-    let path = parts.uri.path().to_owned();
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let method = parts.method.as_str().to_owned();
+    let received = Received::read(request).await;
+    let Received { parts, body, path, query, .. } = &received;
+    let method = received.method().to_owned();
     let asked = Asked {
         method: &method,
         segments: path
@@ -74,9 +67,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             .filter(|s| !s.is_empty())
             .map(|s| s.to_ascii_lowercase())
             .collect(),
-        query: &query,
+        query,
         headers: &parts.headers,
-        body: &body,
+        body,
     };
     let page = asked.param("page_no").and_then(|p| p.trim().parse().ok()).unwrap_or(1);
     let fault = shared.faults.take(&method, &(path.trim_start_matches('/'), page));
@@ -116,14 +109,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 
     shared.log.record(LoggedRequest {
         method,
-        path,
+        path: path.clone(),
         query: query.clone(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()))
-            .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
+        headers: header_pairs(&parts.headers),
+        body: received.body_text(),
         status: response.status().as_u16(),
         fault: fault.as_ref().map(Fault::name),
     });

@@ -2,10 +2,8 @@
 //! with its method, path, decoded query, headers, body, status and the fault applied. The log
 //! never changes what the emulator answers.
 
-use std::sync::Mutex;
-
 use crate::fault_rules::path_matches;
-use crate::lock;
+use crate::request_log::{self, Entry, first_named};
 
 /// One request as the emulator saw it.
 #[derive(Clone, Debug)]
@@ -26,12 +24,12 @@ pub struct LoggedRequest {
 impl LoggedRequest {
     /// The first decoded query value named `name`, ignoring case.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        first_named(&self.query, name)
     }
 
     /// The first header named `name`, ignoring case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        first_named(&self.headers, name)
     }
 
     /// Whether the path matches `pattern` (as in `FaultRule::new`).
@@ -40,26 +38,11 @@ impl LoggedRequest {
     }
 }
 
-#[derive(Default)]
-pub struct RequestLog {
-    entries: Mutex<Vec<LoggedRequest>>,
-}
-
-impl RequestLog {
-    pub fn record(&self, entry: LoggedRequest) {
-        lock(&self.entries).push(entry);
-    }
-
-    pub fn entries(&self) -> Vec<LoggedRequest> {
-        lock(&self.entries).clone()
-    }
-
-    pub fn clear(&self) {
-        lock(&self.entries).clear();
-    }
-
-    /// Requests whose path matches `pattern` (as in `FaultRule::new`).
-    pub fn count(&self, pattern: &str) -> usize {
-        lock(&self.entries).iter().filter(|entry| entry.matches(pattern)).count()
+/// Counted per path as sent.
+impl Entry for LoggedRequest {
+    fn counted_as(&self) -> &str {
+        &self.path
     }
 }
+
+pub(crate) type RequestLog = request_log::RequestLog<LoggedRequest>;

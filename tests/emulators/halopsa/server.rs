@@ -112,7 +112,7 @@ impl HaloEmulator {
 
     /// Requests whose path matches `pattern` (as in `FaultRule::new`, e.g. `api/client`).
     pub fn request_count(&self, pattern: &str) -> usize {
-        self.shared.log.count(pattern)
+        self.shared.log.count_matching(pattern, |path| path.trim_start_matches('/'))
     }
 
     // Faults and tokens.
