@@ -794,6 +794,11 @@ fn csv_bad_rows_are_reported_by_line_and_column_and_nothing_is_stored() {
             "usage.csv:3:3: the row has 2 fields, so service (column 3) is missing",
         ),
         (
+            // A decimal comma splits the quantity: never store "1" for 1,5.
+            format!("{HEADER}{good}t-2,Fabrikam,Backup TB,1,5,us\r\n"),
+            "usage.csv:3:6: the row has 6 fields but the header has 5",
+        ),
+        (
             format!("{HEADER}{good}t-2,Fabrikam,Backup TB,1,us\r\n{good}"),
             "usage.csv:4:1: account \"t-1\" and service \"Backup TB\" appear twice (lines 2 and 4)",
         ),

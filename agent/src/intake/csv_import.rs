@@ -298,6 +298,18 @@ fn check(file: &str, bytes: &[u8], names: &CsvColumns) -> Result<Vec<Row>, Impor
             }
         };
         let before = problems.len();
+        if record.len() > header.len() {
+            // Most often a decimal comma ("1,5") that split a quantity in two: refuse the row
+            // rather than store half a number.
+            problems.push(format!(
+                "{}: the row has {} fields but the header has {}; quote fields that contain \
+                 commas, and write decimals with a point (1.5, not 1,5)",
+                at(header.len()),
+                record.len(),
+                header.len()
+            ));
+            continue;
+        }
         let account_id = field(columns.account_id, "account id", &mut problems).and_then(|v| {
             records::clean_id("account id", &v)
                 .map_err(|m| problems.push(format!("{}: {m}", at(columns.account_id))))
