@@ -10,7 +10,10 @@ pub mod autotask;
 pub mod connectwise;
 pub mod halopsa;
 
+mod delay;
 mod fault_rules;
+mod handle;
+mod origin;
 mod request_log;
 mod serve;
 

@@ -65,13 +65,13 @@ pub(crate) fn first_named<'a>(pairs: &'a [(String, String)], name: &str) -> Opti
 }
 
 /// An emulator's log entry.
-pub(crate) trait Entry: Clone {
+pub trait Entry: Clone {
     /// The key the entry is counted under.
     fn counted_as(&self) -> &str;
 }
 
 /// The entries, and a count per key.
-pub(crate) struct RequestLog<E> {
+pub struct RequestLog<E> {
     entries: Mutex<Vec<E>>,
     counts: Mutex<BTreeMap<String, usize>>,
     /// Keep entries (counters are always kept); the benchmark turns this off.

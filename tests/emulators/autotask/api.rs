@@ -163,7 +163,7 @@ async fn handle(AxState(shared): AxState<Arc<Shared>>, request: Request) -> Resp
     if let Some(Fault::Delay(delay)) = &fault {
         tokio::time::sleep(*delay).await;
     }
-    let latency = shared.latency();
+    let latency = shared.latency.get();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -248,7 +248,7 @@ async fn serve(
     };
     shared.wait_if_paused().await;
 
-    let origin = shared.origin_for(headers);
+    let origin = shared.origin.for_request(headers);
     let response = call_api(shared, method, call, body, &origin);
     (response, Some(slot))
 }
@@ -284,7 +284,7 @@ fn zone_information(shared: &Shared, headers: &HeaderMap, user: Option<&str>) ->
     if !known {
         return errors(500, "Zone information could not be determined");
     }
-    let origin = shared.origin_for(headers);
+    let origin = shared.origin.for_request(headers);
     json_response(
         200,
         &json!({

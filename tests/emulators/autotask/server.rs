@@ -6,23 +6,23 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, header};
 use time::{Date, OffsetDateTime};
 use tokio::sync::watch;
 
 use super::api;
-use super::faults::{FaultBook, FaultRule};
+use super::faults::{EntityScope, Fault, FaultBook};
 use super::fixtures::AtData;
 use super::lock;
 use super::model::{Adjustment, Company, Contract, Service, UnitRow};
 use super::request_log::{LoggedRequest, RequestLog};
 use super::state::{State, WriteCounts};
-use crate::serve::{Listener, Server};
+use crate::delay::Delay;
+use crate::handle::{Emulator, SharedState};
+use crate::origin::Origin;
+use crate::serve::Listener;
 
 /// The zone's REST root path the emulator starts with, as Autotask's zones write it.
 pub const ZONE_PATH: &str = "/ATServicesRest/";
@@ -56,38 +56,21 @@ pub struct Shared {
     pub(crate) credentials: Credentials,
     /// The tenant's zone path, e.g. `/ATServicesRest/`.
     zone_path: Mutex<String>,
-    /// Overrides the scheme and host of `nextPageUrl` and the zone URL.
-    origin_override: Mutex<Option<String>>,
-    latency_micros: AtomicU64,
-    release_delay_micros: AtomicU64,
+    /// The scheme and host of `nextPageUrl` and the zone URL.
+    pub(crate) origin: Origin,
+    pub(crate) latency: Delay,
+    release_delay: Delay,
     /// Requests in flight per (integration code, entity).
     in_flight: Mutex<HashMap<(String, String), usize>>,
     /// `true` while requests are held before they are processed.
     paused: watch::Sender<bool>,
     /// Requests counted against the hourly threshold, and the threshold if one is set.
     hourly: Mutex<(u64, Option<u64>)>,
-    addr: SocketAddr,
 }
 
 impl Shared {
-    pub(crate) fn latency(&self) -> Duration {
-        Duration::from_micros(self.latency_micros.load(Ordering::Relaxed))
-    }
-
     pub(crate) fn zone_path(&self) -> String {
         lock(&self.zone_path).clone()
-    }
-
-    /// `http://host:port` as the client addressed the emulator, unless overridden.
-    pub(crate) fn origin_for(&self, headers: &HeaderMap) -> String {
-        if let Some(origin) = lock(&self.origin_override).clone() {
-            return origin;
-        }
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        match host {
-            Some(host) if !host.is_empty() => format!("http://{host}"),
-            _ => format!("http://{}", self.addr),
-        }
     }
 
     /// Takes a slot for `entity`, or `None` when `THREAD_LIMIT` requests are in flight.
@@ -140,7 +123,7 @@ pub struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
-        let delay = Duration::from_micros(self.shared.release_delay_micros.load(Ordering::Relaxed));
+        let delay = self.shared.release_delay.get();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if !delay.is_zero() => {
                 let shared = Arc::clone(&self.shared);
@@ -154,12 +137,27 @@ impl Drop for Slot {
     }
 }
 
-/// A running Autotask REST API emulator; dropping it stops the server.
-pub struct AutotaskEmulator {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    _server: Server,
+impl SharedState for Shared {
+    type Entry = LoggedRequest;
+    type Scope = EntityScope;
+    type Fault = Fault;
+
+    fn log(&self) -> &RequestLog {
+        &self.log
+    }
+
+    fn faults(&self) -> &FaultBook {
+        &self.faults
+    }
+
+    /// Lets held requests go, so that the server stops without waiting on them.
+    fn stopping(&self) {
+        self.paused.send_replace(false);
+    }
 }
+
+/// A running Autotask REST API emulator; dropping it stops the server.
+pub type AutotaskEmulator = Emulator<Shared>;
 
 impl AutotaskEmulator {
     /// Starts an emulator serving `data` with the default credentials.
@@ -184,21 +182,15 @@ impl AutotaskEmulator {
             faults: FaultBook::default(),
             credentials,
             zone_path: Mutex::new(ZONE_PATH.to_owned()),
-            origin_override: Mutex::new(None),
-            latency_micros: AtomicU64::new(0),
-            release_delay_micros: AtomicU64::new(0),
+            origin: Origin::new(addr),
+            latency: Delay::default(),
+            release_delay: Delay::default(),
             in_flight: Mutex::new(HashMap::new()),
             paused: watch::channel(false).0,
             hourly: Mutex::new((0, None)),
-            addr,
         });
-        let server = listener.serve("at-emulator", api::router(shared.clone()))?;
-        Ok(AutotaskEmulator { shared, addr, _server: server })
-    }
-
-    /// `http://127.0.0.1:PORT`
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let router = api::router(shared.clone());
+        Emulator::serve(listener, "at-emulator", shared, router)
     }
 
     /// The adapter's `zone_discovery_url`: `http://127.0.0.1:PORT/atservicesrest`.
@@ -234,16 +226,6 @@ impl AutotaskEmulator {
 
     // Request log.
 
-    /// Every request received since the start or the last `clear_log`, in arrival order.
-    pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.shared.log.entries()
-    }
-
-    /// Forgets the logged requests and the counters.
-    pub fn clear_log(&self) {
-        self.shared.log.clear();
-    }
-
     /// Requests received per entity (`Companies`, `zoneInformation`, …).
     pub fn request_counts(&self) -> BTreeMap<String, usize> {
         self.shared.log.counts()
@@ -263,33 +245,17 @@ impl AutotaskEmulator {
         self.shared.log.set_enabled(enabled);
     }
 
-    // Faults, limits and timing.
-
-    /// Arms a fault (see `FaultRule`).
-    pub fn inject(&self, rule: FaultRule) {
-        self.shared.faults.add(rule);
-    }
-
-    pub fn clear_faults(&self) {
-        self.shared.faults.clear();
-    }
-
-    /// Rules that could still fire.
-    pub fn armed_faults(&self) -> usize {
-        self.shared.faults.armed()
-    }
+    // Limits and timing.
 
     /// A delay added to every request before it is handled (default none).
     pub fn set_latency(&self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.shared.latency_micros.store(micros, Ordering::Relaxed);
+        self.shared.latency.set(latency);
     }
 
     /// How long after answering a request still counts against the thread threshold (default
     /// none).
     pub fn set_release_delay(&self, delay: Duration) {
-        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
-        self.shared.release_delay_micros.store(micros, Ordering::Relaxed);
+        self.shared.release_delay.set(delay);
     }
 
     /// Holds every API request that got past authentication and the thread threshold, still
@@ -327,7 +293,7 @@ impl AutotaskEmulator {
     /// Makes `nextPageUrl` and the zone URL start with `origin` (e.g. `http://other.example`)
     /// instead of the host the client addressed; `None` restores the default.
     pub fn set_link_origin(&self, origin: Option<&str>) {
-        *lock(&self.shared.origin_override) = origin.map(|o| o.trim_end_matches('/').to_owned());
+        self.shared.origin.force(origin);
     }
 
     // Data.
@@ -455,13 +421,6 @@ impl AutotaskEmulator {
                 OffsetDateTime::now_utc(),
             )
             .map_err(|refusal| refusal.message)
-    }
-}
-
-impl Drop for AutotaskEmulator {
-    /// Lets held requests go, so that the server (dropped next) stops without waiting on them.
-    fn drop(&mut self) {
-        self.resume();
     }
 }
 

@@ -4,7 +4,7 @@
 //! lock and never hold it across an await. Every refusal is a ConnectWise-shaped body; nothing
 //! a client sends can make a handler panic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -22,6 +22,7 @@ use super::errors::ApiError;
 use super::faults::{Fault, FaultTarget, RetryAfter};
 use super::fields::Record;
 use super::lock;
+use super::model::{Addition, Agreement, CatalogItem, Company};
 use super::query::{ListRequest, QueryParams, link_header};
 use super::render::{RenderCtx, ToJson, project};
 use super::request_log::LoggedRequest;
@@ -52,15 +53,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let api = "/{codebase}/apis/3.0";
     Router::new()
         .route("/login/companyinfo/{company_id}", get(company_info))
-        .route(&format!("{api}/company/companies"), get(list_companies))
-        .route(&format!("{api}/company/companies/count"), get(count_companies))
-        .route(&format!("{api}/company/companies/{{id}}"), get(get_company))
-        .route(&format!("{api}/procurement/catalog"), get(list_catalog))
-        .route(&format!("{api}/procurement/catalog/count"), get(count_catalog))
-        .route(&format!("{api}/procurement/catalog/{{id}}"), get(get_catalog_item))
-        .route(&format!("{api}/finance/agreements"), get(list_agreements))
-        .route(&format!("{api}/finance/agreements/count"), get(count_agreements))
-        .route(&format!("{api}/finance/agreements/{{id}}"), get(get_agreement))
+        .route(&format!("{api}/company/companies"), get(list::<Company>))
+        .route(&format!("{api}/company/companies/count"), get(count::<Company>))
+        .route(&format!("{api}/company/companies/{{id}}"), get(get_one::<Company>))
+        .route(&format!("{api}/procurement/catalog"), get(list::<CatalogItem>))
+        .route(&format!("{api}/procurement/catalog/count"), get(count::<CatalogItem>))
+        .route(&format!("{api}/procurement/catalog/{{id}}"), get(get_one::<CatalogItem>))
+        .route(&format!("{api}/finance/agreements"), get(list::<Agreement>))
+        .route(&format!("{api}/finance/agreements/count"), get(count::<Agreement>))
+        .route(&format!("{api}/finance/agreements/{{id}}"), get(get_one::<Agreement>))
         .route(
             &format!("{api}/finance/agreements/{{id}}/additions"),
             get(list_additions).post(create_addition),
@@ -107,7 +108,7 @@ fn api_path(path: &str, codebase: &str) -> Result<String, String> {
 /// Everything that happens around a handler: see the module doc.
 async fn pipeline(AxState(shared): Shr, request: Request, next: Next) -> Response {
     let received_at = now_millis();
-    let latency = shared.latency();
+    let latency = shared.latency.get();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -168,7 +169,7 @@ async fn pipeline(AxState(shared): Shr, request: Request, next: Next) -> Respons
         return response;
     }
 
-    let origin = shared.origin_for(&parts.headers);
+    let origin = shared.origin.for_request(&parts.headers);
     let forward_only = parts
         .headers
         .get("pagination-type")
@@ -444,15 +445,48 @@ fn boxed<'s, T: 's>(
     Ok(Box::new(rows))
 }
 
-async fn list_companies(AxState(sh): Shr, Extension(info): Info) -> Result<Response, ApiError> {
-    list_response(&sh, &info, |s| boxed(s.companies.values()))
+/// A record kind served at its own path: listed, counted and read by id.
+trait TopLevel: Record + ToJson {
+    /// The name a missing record is reported under (`Company with id 7 not found`).
+    const NAME: &'static str;
+
+    /// Every record of the kind, by id.
+    fn table(state: &State) -> &BTreeMap<i64, Self>;
 }
 
-async fn count_companies(AxState(sh): Shr, Extension(info): Info) -> Result<Response, ApiError> {
-    count_response(&sh, &info, |s| boxed(s.companies.values()))
+impl TopLevel for Company {
+    const NAME: &'static str = "Company";
+
+    fn table(state: &State) -> &BTreeMap<i64, Company> {
+        &state.companies
+    }
 }
 
-async fn get_company(
+impl TopLevel for CatalogItem {
+    const NAME: &'static str = "CatalogItem";
+
+    fn table(state: &State) -> &BTreeMap<i64, CatalogItem> {
+        &state.catalog
+    }
+}
+
+impl TopLevel for Agreement {
+    const NAME: &'static str = "Agreement";
+
+    fn table(state: &State) -> &BTreeMap<i64, Agreement> {
+        &state.agreements
+    }
+}
+
+async fn list<T: TopLevel>(AxState(sh): Shr, Extension(info): Info) -> Result<Response, ApiError> {
+    list_response(&sh, &info, |s| boxed(T::table(s).values()))
+}
+
+async fn count<T: TopLevel>(AxState(sh): Shr, Extension(info): Info) -> Result<Response, ApiError> {
+    count_response(&sh, &info, |s| boxed(T::table(s).values()))
+}
+
+async fn get_one<T: TopLevel>(
     AxState(sh): Shr,
     Extension(info): Info,
     Path(params): Path<HashMap<String, String>>,
@@ -462,54 +496,8 @@ async fn get_company(
         &sh,
         &info,
         StatusCode::OK,
-        |s| s.company(id),
-        || ApiError::record_not_found("Company", id),
-    )
-}
-
-async fn list_catalog(AxState(sh): Shr, Extension(info): Info) -> Result<Response, ApiError> {
-    list_response(&sh, &info, |s| boxed(s.catalog.values()))
-}
-
-async fn count_catalog(AxState(sh): Shr, Extension(info): Info) -> Result<Response, ApiError> {
-    count_response(&sh, &info, |s| boxed(s.catalog.values()))
-}
-
-async fn get_catalog_item(
-    AxState(sh): Shr,
-    Extension(info): Info,
-    Path(params): Path<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let id = id_param(&params, "id")?;
-    one_response(
-        &sh,
-        &info,
-        StatusCode::OK,
-        |s| s.catalog_item(id),
-        || ApiError::record_not_found("CatalogItem", id),
-    )
-}
-
-async fn list_agreements(AxState(sh): Shr, Extension(info): Info) -> Result<Response, ApiError> {
-    list_response(&sh, &info, |s| boxed(s.agreements.values()))
-}
-
-async fn count_agreements(AxState(sh): Shr, Extension(info): Info) -> Result<Response, ApiError> {
-    count_response(&sh, &info, |s| boxed(s.agreements.values()))
-}
-
-async fn get_agreement(
-    AxState(sh): Shr,
-    Extension(info): Info,
-    Path(params): Path<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let id = id_param(&params, "id")?;
-    one_response(
-        &sh,
-        &info,
-        StatusCode::OK,
-        |s| s.agreement(id),
-        || ApiError::record_not_found("Agreement", id),
+        |s| T::table(s).get(&id),
+        || ApiError::record_not_found(T::NAME, id),
     )
 }
 
@@ -517,7 +505,7 @@ async fn get_agreement(
 fn additions_of(
     state: &State,
     id: i64,
-) -> Result<Box<dyn Iterator<Item = &super::model::Addition> + '_>, ApiError> {
+) -> Result<Box<dyn Iterator<Item = &Addition> + '_>, ApiError> {
     if state.agreement(id).is_none() {
         return Err(ApiError::record_not_found("Agreement", id));
     }
@@ -549,10 +537,21 @@ async fn get_addition(
 ) -> Result<Response, ApiError> {
     let agreement_id = id_param(&params, "id")?;
     let id = id_param(&params, "addition_id")?;
+    addition_response(&sh, &info, StatusCode::OK, agreement_id, id)
+}
+
+/// Addition `id` of agreement `agreement_id` with `status`, or 404.
+fn addition_response(
+    shared: &Shared,
+    info: &RequestInfo,
+    status: StatusCode,
+    agreement_id: i64,
+    id: i64,
+) -> Result<Response, ApiError> {
     one_response(
-        &sh,
-        &info,
-        StatusCode::OK,
+        shared,
+        info,
+        status,
         |s| s.addition(agreement_id, id),
         || ApiError::record_not_found("Addition", id),
     )
@@ -581,13 +580,7 @@ async fn patch_addition(
         state.write_addition(agreement_id, id, |a| *a = patched);
         state.writes.patches += 1;
     }
-    one_response(
-        &sh,
-        &info,
-        StatusCode::OK,
-        |s| s.addition(agreement_id, id),
-        || ApiError::record_not_found("Addition", id),
-    )
+    addition_response(&sh, &info, StatusCode::OK, agreement_id, id)
 }
 
 async fn create_addition(
@@ -609,11 +602,5 @@ async fn create_addition(
         state.writes.posts += 1;
         id
     };
-    one_response(
-        &sh,
-        &info,
-        StatusCode::CREATED,
-        |s| s.addition(agreement_id, id),
-        || ApiError::record_not_found("Addition", id),
-    )
+    addition_response(&sh, &info, StatusCode::CREATED, agreement_id, id)
 }

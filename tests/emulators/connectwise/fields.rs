@@ -84,6 +84,16 @@ pub fn scalar_cmp(a: &Scalar<'_>, b: &Scalar<'_>) -> Ordering {
     }
 }
 
+/// `_info/lastUpdated`, the stamp every write moves forward.
+const fn last_updated<T>(get: Getter<T>) -> Field<T> {
+    Field { path: "_info/lastUpdated", kind: Kind::Instant, get }
+}
+
+/// `_info/dateEntered`, the stamp a record is created with.
+const fn date_entered<T>(get: Getter<T>) -> Field<T> {
+    Field { path: "_info/dateEntered", kind: Kind::Instant, get }
+}
+
 fn num(value: i64) -> Scalar<'static> {
     Scalar::Number(Decimal::from(value))
 }
@@ -121,16 +131,8 @@ static COMPANY_FIELDS: [Field<Company>; 15] = [
     Field { path: "website", kind: Kind::Text, get: |c, _| Scalar::Text(&c.website) },
     Field { path: "city", kind: Kind::Text, get: |c, _| opt_text(c.city.as_deref()) },
     Field { path: "state", kind: Kind::Text, get: |c, _| opt_text(c.state.as_deref()) },
-    Field {
-        path: "_info/lastUpdated",
-        kind: Kind::Instant,
-        get: |c, _| Scalar::Instant(c.last_updated),
-    },
-    Field {
-        path: "_info/dateEntered",
-        kind: Kind::Instant,
-        get: |c, _| Scalar::Instant(c.date_entered),
-    },
+    last_updated(|c, _| Scalar::Instant(c.last_updated)),
+    date_entered(|c, _| Scalar::Instant(c.date_entered)),
     Field { path: "_info/updatedBy", kind: Kind::Text, get: |c, _| Scalar::Text(&c.updated_by) },
 ];
 
@@ -157,16 +159,8 @@ static CATALOG_FIELDS: [Field<CatalogItem>; 12] = [
     Field { path: "productClass", kind: Kind::Text, get: |p, _| Scalar::Text(&p.product_class) },
     Field { path: "category/id", kind: Kind::Number, get: |p, _| num(p.category.id) },
     Field { path: "category/name", kind: Kind::Text, get: |p, _| Scalar::Text(&p.category.name) },
-    Field {
-        path: "_info/lastUpdated",
-        kind: Kind::Instant,
-        get: |p, _| Scalar::Instant(p.last_updated),
-    },
-    Field {
-        path: "_info/dateEntered",
-        kind: Kind::Instant,
-        get: |p, _| Scalar::Instant(p.date_entered),
-    },
+    last_updated(|p, _| Scalar::Instant(p.last_updated)),
+    date_entered(|p, _| Scalar::Instant(p.date_entered)),
 ];
 
 impl Record for Agreement {
@@ -225,16 +219,8 @@ static AGREEMENT_FIELDS: [Field<Agreement>; 18] = [
     Field { path: "startDate", kind: Kind::Instant, get: |a, _| Scalar::Instant(a.start_date) },
     Field { path: "endDate", kind: Kind::Instant, get: |a, _| opt_instant(a.end_date) },
     Field { path: "dateCancelled", kind: Kind::Instant, get: |a, _| opt_instant(a.date_cancelled) },
-    Field {
-        path: "_info/lastUpdated",
-        kind: Kind::Instant,
-        get: |a, _| Scalar::Instant(a.last_updated),
-    },
-    Field {
-        path: "_info/dateEntered",
-        kind: Kind::Instant,
-        get: |a, _| Scalar::Instant(a.date_entered),
-    },
+    last_updated(|a, _| Scalar::Instant(a.last_updated)),
+    date_entered(|a, _| Scalar::Instant(a.date_entered)),
     Field { path: "_info/updatedBy", kind: Kind::Text, get: |a, _| Scalar::Text(&a.updated_by) },
 ];
 
@@ -285,14 +271,6 @@ static ADDITION_FIELDS: [Field<Addition>; 16] = [
         get: |a, _| Scalar::Text(a.status_on(today_midnight())),
     },
     Field { path: "description", kind: Kind::Text, get: |a, _| Scalar::Text(&a.description) },
-    Field {
-        path: "_info/lastUpdated",
-        kind: Kind::Instant,
-        get: |a, _| Scalar::Instant(a.last_updated),
-    },
-    Field {
-        path: "_info/dateEntered",
-        kind: Kind::Instant,
-        get: |a, _| Scalar::Instant(a.date_entered),
-    },
+    last_updated(|a, _| Scalar::Instant(a.last_updated)),
+    date_entered(|a, _| Scalar::Instant(a.date_entered)),
 ];

@@ -4,23 +4,23 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, header};
 use base64::Engine;
 use time::OffsetDateTime;
 
 use super::api;
-use super::faults::{FaultBook, FaultRule};
+use super::faults::{Fault, FaultBook, PathScope};
 use super::fixtures::CwData;
 use super::lock;
 use super::model::{Addition, Agreement, CatalogItem, Company};
 use super::request_log::{LoggedRequest, RequestLog};
 use super::state::{RecordRef, State, WriteCounts};
-use crate::serve::{Listener, Server};
+use crate::delay::Delay;
+use crate::handle::{Emulator, SharedState};
+use crate::origin::Origin;
+use crate::serve::Listener;
 
 /// The codebase `/login/companyinfo` reports and the API is served under.
 pub const CODEBASE: &str = "v4_6_release/";
@@ -61,37 +61,27 @@ pub struct Shared {
     pub(crate) faults: FaultBook,
     pub(crate) credentials: Credentials,
     pub(crate) codebase: String,
-    latency_micros: AtomicU64,
-    /// Overrides the scheme and host of `Link` and `_href` URLs.
-    origin_override: Mutex<Option<String>>,
-    /// The address the emulator listens on, for requests without a `Host` header.
-    addr: SocketAddr,
+    pub(crate) latency: Delay,
+    /// The scheme and host of `Link` and `_href` URLs.
+    pub(crate) origin: Origin,
 }
 
-impl Shared {
-    pub(crate) fn latency(&self) -> Duration {
-        Duration::from_micros(self.latency_micros.load(Ordering::Relaxed))
+impl SharedState for Shared {
+    type Entry = LoggedRequest;
+    type Scope = PathScope;
+    type Fault = Fault;
+
+    fn log(&self) -> &RequestLog {
+        &self.log
     }
 
-    /// `http://host:port` as the client addressed the emulator, unless overridden.
-    pub(crate) fn origin_for(&self, headers: &HeaderMap) -> String {
-        if let Some(origin) = lock(&self.origin_override).clone() {
-            return origin;
-        }
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        match host {
-            Some(host) if !host.is_empty() => format!("http://{host}"),
-            _ => format!("http://{}", self.addr),
-        }
+    fn faults(&self) -> &FaultBook {
+        &self.faults
     }
 }
 
 /// A running ConnectWise PSA emulator; dropping it stops the server.
-pub struct ConnectWiseEmulator {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    _server: Server,
-}
+pub type ConnectWiseEmulator = Emulator<Shared>;
 
 impl ConnectWiseEmulator {
     /// Starts an emulator serving `fixture` with the default credentials.
@@ -116,17 +106,11 @@ impl ConnectWiseEmulator {
             faults: FaultBook::default(),
             credentials,
             codebase: CODEBASE.to_owned(),
-            latency_micros: AtomicU64::new(0),
-            origin_override: Mutex::new(None),
-            addr,
+            latency: Delay::default(),
+            origin: Origin::new(addr),
         });
-        let server = listener.serve("cw-emulator", api::router(shared.clone()))?;
-        Ok(ConnectWiseEmulator { shared, addr, _server: server })
-    }
-
-    /// `http://127.0.0.1:PORT`
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let router = api::router(shared.clone());
+        Emulator::serve(listener, "cw-emulator", shared, router)
     }
 
     /// `127.0.0.1:PORT`, the host part of the site URL.
@@ -171,16 +155,6 @@ impl ConnectWiseEmulator {
 
     // Request log.
 
-    /// Every request received since the start or the last `clear_log`, in arrival order.
-    pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.shared.log.entries()
-    }
-
-    /// Forgets the logged requests and the counters.
-    pub fn clear_log(&self) {
-        self.shared.log.clear();
-    }
-
     /// Requests received per path as sent (e.g. `/v4_6_release/apis/3.0/company/companies`).
     pub fn request_counts(&self) -> BTreeMap<String, usize> {
         self.shared.log.counts()
@@ -199,33 +173,18 @@ impl ConnectWiseEmulator {
         self.shared.log.set_enabled(enabled);
     }
 
-    // Faults and timing.
-
-    /// Arms a fault (see `FaultRule`).
-    pub fn inject(&self, rule: FaultRule) {
-        self.shared.faults.add(rule);
-    }
-
-    pub fn clear_faults(&self) {
-        self.shared.faults.clear();
-    }
-
-    /// Rules that could still fire.
-    pub fn armed_faults(&self) -> usize {
-        self.shared.faults.armed()
-    }
+    // Timing.
 
     /// A delay added to every request before it is handled (default none).
     pub fn set_latency(&self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.shared.latency_micros.store(micros, Ordering::Relaxed);
+        self.shared.latency.set(latency);
     }
 
     /// Makes `Link` and `_href` URLs start with `origin` (e.g. `http://other.example`) instead of
     /// the host the client addressed, to test that a client refuses to follow them; `None`
     /// restores the default.
     pub fn set_link_origin(&self, origin: Option<&str>) {
-        *lock(&self.shared.origin_override) = origin.map(|o| o.trim_end_matches('/').to_owned());
+        self.shared.origin.force(origin);
     }
 
     // Data.

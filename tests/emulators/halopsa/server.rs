@@ -11,12 +11,13 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use super::api;
-use super::faults::{FaultBook, FaultRule};
+use super::faults::{Fault, FaultBook, PathScope};
 use super::lock;
 use super::model::{Client, HaloData, InvoiceLine, Item, RecurringInvoice};
 use super::request_log::{LoggedRequest, RequestLog};
 use super::tokens::{Credentials, TokenBook, TokenPolicy};
-use crate::serve::{Listener, Server};
+use crate::handle::{Emulator, SharedState};
+use crate::serve::Listener;
 
 /// What the server and the handle share.
 pub struct Shared {
@@ -40,12 +41,22 @@ impl Shared {
     }
 }
 
-/// A running HaloPSA emulator; dropping it stops the server.
-pub struct HaloEmulator {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    _server: Server,
+impl SharedState for Shared {
+    type Entry = LoggedRequest;
+    type Scope = PathScope;
+    type Fault = Fault;
+
+    fn log(&self) -> &RequestLog {
+        &self.log
+    }
+
+    fn faults(&self) -> &FaultBook {
+        &self.faults
+    }
 }
+
+/// A running HaloPSA emulator; dropping it stops the server.
+pub type HaloEmulator = Emulator<Shared>;
 
 impl HaloEmulator {
     /// Starts an emulator serving `data` with the default credentials.
@@ -73,13 +84,8 @@ impl HaloEmulator {
             upserts: Mutex::new(0),
             addr,
         });
-        let server = listener.serve("halo-emulator", api::router(shared.clone()))?;
-        Ok(HaloEmulator { shared, addr, _server: server })
-    }
-
-    /// `http://127.0.0.1:PORT`: the `base_url` setting.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let router = api::router(shared.clone());
+        Emulator::serve(listener, "halo-emulator", shared, router)
     }
 
     /// `127.0.0.1:PORT`
@@ -101,35 +107,12 @@ impl HaloEmulator {
 
     // Request log.
 
-    /// Every request received since the start or the last `clear_log`, in arrival order.
-    pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.shared.log.entries()
-    }
-
-    pub fn clear_log(&self) {
-        self.shared.log.clear();
-    }
-
     /// Requests whose path matches `pattern` (as in `FaultRule::new`, e.g. `api/client`).
     pub fn request_count(&self, pattern: &str) -> usize {
         self.shared.log.count_matching(pattern, |path| path.trim_start_matches('/'))
     }
 
-    // Faults and tokens.
-
-    /// Arms a fault (see `FaultRule`).
-    pub fn inject(&self, rule: FaultRule) {
-        self.shared.faults.add(rule);
-    }
-
-    pub fn clear_faults(&self) {
-        self.shared.faults.clear();
-    }
-
-    /// Rules that could still fire.
-    pub fn armed_faults(&self) -> usize {
-        self.shared.faults.armed()
-    }
+    // Tokens.
 
     /// How tokens issued from now on expire (default: after an hour).
     pub fn set_token_policy(&self, policy: TokenPolicy) {
