@@ -234,13 +234,48 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Opens the journal (shared within the process).
+    /// Opens the journal (shared within the process), creating it if it does not exist yet;
+    /// its directory must exist, so a mistyped path is not taken for a new installation.
     pub fn journal(&self) -> anyhow::Result<Journal> {
-        Ok(Journal::open(&self.config.journal, Some(&self.config.mapping))?)
+        let path = &self.config.journal;
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.is_dir()
+        {
+            return Err(UsageError(format!(
+                "{}: the journal's directory does not exist; check `journal` in {} or \
+                 --journal, or create the directory",
+                path.display(),
+                self.config.file.display()
+            ))
+            .into());
+        }
+        Ok(Journal::open(path, Some(&self.config.mapping))?)
+    }
+
+    /// Opens a journal that must exist already: for commands that only read.
+    pub fn existing_journal(&self) -> anyhow::Result<Journal> {
+        let path = &self.config.journal;
+        if !path.exists() {
+            return Err(UsageError(format!(
+                "no journal at {}: it is created by the first `tally sync`, `tally run`, \
+                 `tally import` or `tally integration add`; check `journal` in {} or --journal",
+                path.display(),
+                self.config.file.display()
+            ))
+            .into());
+        }
+        self.journal()
     }
 }
 
 pub fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as for any command-line tool, instead of an error.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -248,9 +283,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    // The demo explains itself on stderr; its INFO lines would only bury that.
-    let quiet = matches!(cli.command, Command::Demo(_)) && cli.verbose == 0;
-    logging::init(cli.log_format, cli.verbose, quiet);
+    // The agent and a sync report their work as INFO lines; other commands print their result
+    // and log only warnings, and the demo explains itself.
+    let level = match cli.command {
+        Command::Run | Command::Sync(_) => logging::Default::Info,
+        Command::Demo(_) => logging::Default::Error,
+        _ => logging::Default::Warn,
+    };
+    logging::init(cli.log_format, cli.verbose, level);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -274,7 +314,16 @@ fn render(e: &anyhow::Error) -> String {
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
-    let usage = e.chain().any(|c| c.is::<ConfigError>() || c.is::<UsageError>());
+    use crate::journal::JournalError;
+    let usage = e.chain().any(|c| {
+        c.is::<ConfigError>()
+            || c.is::<UsageError>()
+            || c.is::<crate::plugin::PluginNotFound>()
+            || matches!(
+                c.downcast_ref::<JournalError>(),
+                Some(JournalError::NotAJournal { .. } | JournalError::IsMappingFile { .. })
+            )
+    });
     if usage { 2 } else { 1 }
 }
 
@@ -285,6 +334,15 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, bool)> {
     };
     let path = std::path::absolute(&path).unwrap_or(path);
     let exists = path.exists();
+    if !exists && cli.journal.is_none() && !matches!(cli.command, Command::Plugins) {
+        return Err(UsageError(format!(
+            "no {} in {}: pass --config FILE or set TALLY_CONFIG, or run `tally init` to write \
+             one (with only --journal FILE, tally runs on that journal with default settings)",
+            config::DEFAULT_FILE,
+            path.parent().unwrap_or(Path::new(".")).display()
+        ))
+        .into());
+    }
     let mut config = Config::load(&path, required)?;
     if let Some(journal) = &cli.journal {
         config.journal = std::path::absolute(journal).unwrap_or_else(|_| journal.clone());

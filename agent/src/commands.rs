@@ -85,7 +85,7 @@ pub fn sync(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let journal = ctx.journal()?;
+    let journal = ctx.existing_journal()?;
     let doc = crate::status::document(&journal, &ctx.config)?;
     if ctx.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -96,7 +96,7 @@ pub fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 pub fn report(ctx: &Ctx, args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let journal = ctx.journal()?;
+    let journal = ctx.existing_journal()?;
     let mut out = std::io::stdout().lock();
     if args.history {
         crate::report::print_history(&journal, ctx.format, &mut out)?;

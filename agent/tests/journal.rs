@@ -170,7 +170,7 @@ fn c23_a_text_file_is_refused_and_left_unchanged() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a wrong journal path is a configuration error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("notes.txt") && stderr.contains("not a tally journal"), "{stderr}");
     assert_eq!(digest(&text), before, "the file was modified");
@@ -305,4 +305,60 @@ fn config_percentages_must_be_between_0_and_100() {
         config_error("[psa]\nplugin = \"connectwise\"\nhold_reductions_over = -5\n");
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("psa.hold_reductions_over"), "{stderr}");
+}
+
+#[test]
+fn a_mistyped_journal_path_is_not_taken_for_a_new_installation() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = dir.path().join("no-such-dir").join("tally.redb");
+    let out = tally()
+        .args(["--journal", missing_dir.to_str().unwrap(), "integration", "list"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("directory does not exist"));
+    assert!(!dir.path().join("no-such-dir").exists(), "a directory was created");
+
+    let missing = dir.path().join("talyl.redb");
+    let out = tally()
+        .args(["--journal", missing.to_str().unwrap(), "status"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no journal at"));
+    assert!(!missing.exists(), "a read-only command created a journal");
+}
+
+#[test]
+fn without_a_config_file_commands_say_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tally()
+        .args(["status"])
+        .current_dir(dir.path())
+        .env_remove("TALLY_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no tally.toml") && stderr.contains("tally init"), "{stderr}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "files were created");
+}
+
+#[test]
+fn output_piped_into_a_closed_reader_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j.redb");
+    Journal::open(&journal, None).unwrap();
+    let mut child = tally()
+        .args(["--journal", journal.to_str().unwrap(), "status"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
 }

@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, args: &MapArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    let journal = ctx.journal()?;
+    let journal = ctx.existing_journal()?;
     if let Some(MapCommand::Add(add)) = &args.what {
         return run_add(ctx, &journal, add);
     }
