@@ -4,9 +4,13 @@
 //! settings alone. It must never send anything, and never put the secret or the integration
 //! code into a message or a `Debug` line.
 
-use serde_json::{Map, Value, json};
-use tally_plugin_sdk::{ErrorKind, PluginError};
-use url::{Host, Url};
+use serde_json::{Value, json};
+use tally_plugin_sdk::PluginError;
+pub(crate) use tally_plugin_sdk::settings::is_loopback;
+use tally_plugin_sdk::settings::{
+    self, config_error as config, optional_text, required_text, whole_number,
+};
+use url::Url;
 
 /// The largest page Autotask serves (`MaxRecords`), and the page size used unless a smaller
 /// one is set.
@@ -60,15 +64,7 @@ impl Settings {
     /// Checks a settings object. The host has already checked it against [`schema`]; this
     /// checks again, and checks what a schema cannot say (loopback-only `http://`).
     pub fn parse(settings: &Value) -> Result<Settings, PluginError> {
-        let Some(object) = settings.as_object() else {
-            return Err(config("settings", "the settings must be a JSON object"));
-        };
-        if let Some(unknown) = object.keys().find(|key| !KNOWN.contains(&key.as_str())) {
-            return Err(config(
-                unknown,
-                format!("`{unknown}` is not an Autotask setting (known: {})", KNOWN.join(", ")),
-            ));
-        }
+        let object = settings::object(settings, &KNOWN, "an Autotask setting")?;
 
         let username = required_text(object, "username")?;
         if username.chars().any(char::is_whitespace) {
@@ -83,7 +79,7 @@ impl Settings {
         let zone_url = optional_text(object, "zone_url")?
             .map(|text| root_url("zone_url", &text).map(|url| format!("{url}/")))
             .transpose()?;
-        let page_size = page_size(object)?;
+        let page_size = whole_number(object, "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE)?;
 
         Ok(Settings { username, secret, integration_code, zone_discovery_url, zone_url, page_size })
     }
@@ -154,89 +150,17 @@ pub fn schema() -> Value {
     })
 }
 
-pub(crate) fn config(field: &str, message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::Config, message).with_field(field).retryable(false)
-}
-
-fn required_text(object: &Map<String, Value>, name: &str) -> Result<String, PluginError> {
-    optional_text(object, name)?.ok_or_else(|| config(name, format!("`{name}` is required")))
-}
-
-/// A string setting, trimmed; absent, `null` and blank all read as "not set".
-fn optional_text(object: &Map<String, Value>, name: &str) -> Result<Option<String>, PluginError> {
-    match object.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => {
-            let text = text.trim();
-            if text.chars().any(char::is_control) {
-                return Err(config(name, format!("`{name}` must not contain control characters")));
-            }
-            Ok((!text.is_empty()).then(|| text.to_string()))
-        }
-        Some(_) => Err(config(name, format!("`{name}` must be a string"))),
-    }
-}
-
-fn page_size(object: &Map<String, Value>) -> Result<u32, PluginError> {
-    let size = match object.get("page_size") {
-        None | Some(Value::Null) => return Ok(MAX_PAGE_SIZE),
-        Some(value) => value.as_u64(),
-    };
-    match size.and_then(|size| u32::try_from(size).ok()) {
-        Some(size @ 1..=MAX_PAGE_SIZE) => Ok(size),
-        _ => Err(config(
-            "page_size",
-            format!("`page_size` must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-        )),
-    }
-}
-
 /// Checks a root URL setting and returns it without a trailing slash.
 fn root_url(name: &str, text: &str) -> Result<String, PluginError> {
     let example = "a URL such as https://webservices.autotask.net/atservicesrest";
-    let url = Url::parse(text)
-        .map_err(|error| config(name, format!("`{name}` must be {example}: {error}")))?;
-    let Some(host) = url.host() else {
-        return Err(config(name, format!("`{name}` must be {example} (no host in `{text}`)")));
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&host) => {}
-        "http" => {
-            return Err(config(
-                name,
-                format!(
-                    "`{name}` must use https:// (http:// is accepted only for loopback hosts such \
-                     as 127.0.0.1 or localhost, not for {host})"
-                ),
-            ));
-        }
-        other => return Err(config(name, format!("`{name}` must be {example}, not {other}:"))),
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(config(name, format!("`{name}` must not carry a user name or password")));
-    }
+    let url = settings::web_url(name, text, example)?.url;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(config(name, format!("`{name}` must not carry a query or a fragment")));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-/// Whether a URL may be sent over `http://`: only to this machine.
-pub(crate) fn is_loopback(host: &Host<&str>) -> bool {
-    match host {
-        Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
-        Host::Ipv4(address) => address.is_loopback(),
-        Host::Ipv6(address) => address.is_loopback(),
-    }
-}
-
 /// `host` or `host:port` of a URL, the port only when it is not the scheme's default.
 pub(crate) fn host_port(url: &str) -> Option<String> {
-    let url = Url::parse(url).ok()?;
-    let host = url.host_str()?;
-    Some(match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    })
+    settings::host_port(&Url::parse(url).ok()?)
 }

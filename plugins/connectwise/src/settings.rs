@@ -4,9 +4,11 @@
 //! is; it must never send anything, and it must never put a secret (the keys, the client id)
 //! into a message or a `Debug` line.
 
-use serde_json::{Map, Value, json};
-use tally_plugin_sdk::{ErrorKind, PluginError};
-use url::{Host, Url};
+use serde_json::{Value, json};
+use tally_plugin_sdk::PluginError;
+use tally_plugin_sdk::settings::{
+    self, WebUrl, config_error as config, optional_flag, optional_text, required_text, whole_number,
+};
 
 /// The largest page ConnectWise serves, and the page size used unless a smaller one is set.
 pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -52,15 +54,7 @@ impl Settings {
     /// Checks a settings object. The host has already checked it against [`schema`]; this
     /// checks again, and checks what a schema cannot say (loopback-only `http://`).
     pub fn parse(settings: &Value) -> Result<Settings, PluginError> {
-        let Some(object) = settings.as_object() else {
-            return Err(config("settings", "the settings must be a JSON object"));
-        };
-        if let Some(unknown) = object.keys().find(|key| !KNOWN.contains(&key.as_str())) {
-            return Err(config(
-                unknown,
-                format!("`{unknown}` is not a ConnectWise setting (known: {})", KNOWN.join(", ")),
-            ));
-        }
+        let object = settings::object(settings, &KNOWN, "a ConnectWise setting")?;
 
         let (site, host) = site(&required_text(object, "site")?)?;
         let company_id = required_text(object, "company_id")?;
@@ -74,7 +68,7 @@ impl Settings {
         let private_key = required_text(object, "private_key")?;
         let client_id = required_text(object, "client_id")?;
         let codebase = optional_text(object, "codebase")?.map(|c| codebase(&c)).transpose()?;
-        let page_size = page_size(object)?;
+        let page_size = whole_number(object, "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let include_prospects = optional_flag(object, "include_prospects")?;
         let include_non_recurring = optional_flag(object, "include_non_recurring")?;
 
@@ -166,79 +160,10 @@ pub fn schema() -> Value {
     })
 }
 
-fn config(field: &str, message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::Config, message).with_field(field).retryable(false)
-}
-
-fn required_text(object: &Map<String, Value>, name: &str) -> Result<String, PluginError> {
-    optional_text(object, name)?.ok_or_else(|| config(name, format!("`{name}` is required")))
-}
-
-/// A string setting, trimmed; absent, `null` and blank all read as "not set".
-fn optional_text(object: &Map<String, Value>, name: &str) -> Result<Option<String>, PluginError> {
-    match object.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => {
-            let text = text.trim();
-            if text.chars().any(char::is_control) {
-                return Err(config(name, format!("`{name}` must not contain control characters")));
-            }
-            Ok((!text.is_empty()).then(|| text.to_string()))
-        }
-        Some(_) => Err(config(name, format!("`{name}` must be a string"))),
-    }
-}
-
-fn optional_flag(object: &Map<String, Value>, name: &str) -> Result<bool, PluginError> {
-    match object.get(name) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(flag)) => Ok(*flag),
-        Some(_) => Err(config(name, format!("`{name}` must be true or false"))),
-    }
-}
-
-fn page_size(object: &Map<String, Value>) -> Result<u32, PluginError> {
-    let size = match object.get("page_size") {
-        None | Some(Value::Null) => return Ok(MAX_PAGE_SIZE),
-        Some(value) => value.as_u64(),
-    };
-    match size {
-        Some(size @ 1..=1000) => u32::try_from(size).map_err(|_| page_size_error()),
-        _ => Err(page_size_error()),
-    }
-}
-
-fn page_size_error() -> PluginError {
-    config("page_size", format!("`page_size` must be a whole number from 1 to {MAX_PAGE_SIZE}"))
-}
-
 /// Checks `site` and returns it as `scheme://host[:port]` with its `host[:port]`.
 fn site(text: &str) -> Result<(String, String), PluginError> {
-    let example = "a URL such as https://api-na.myconnectwise.net";
-    let url = Url::parse(text)
-        .map_err(|error| config("site", format!("`site` must be {example}: {error}")))?;
-    let Some(host) = url.host() else {
-        return Err(config("site", format!("`site` must be {example} (no host in `{text}`)")));
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&host) => {}
-        "http" => {
-            return Err(config(
-                "site",
-                format!(
-                    "`site` must use https:// (http:// is accepted only for loopback hosts such \
-                     as 127.0.0.1 or localhost, not for {host})"
-                ),
-            ));
-        }
-        other => {
-            return Err(config("site", format!("`site` must be {example}, not a {other}: URL")));
-        }
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(config("site", "`site` must not carry a user name or password"));
-    }
+    let WebUrl { url, host_port } =
+        settings::web_url("site", text, "a URL such as https://api-na.myconnectwise.net")?;
     if url.query().is_some() || url.fragment().is_some() || !matches!(url.path(), "" | "/") {
         return Err(config(
             "site",
@@ -249,20 +174,7 @@ fn site(text: &str) -> Result<(String, String), PluginError> {
             ),
         ));
     }
-
-    let host_port = match url.port() {
-        Some(port) => format!("{}:{port}", host),
-        None => host.to_string(),
-    };
     Ok((format!("{}://{host_port}", url.scheme()), host_port))
-}
-
-fn is_loopback(host: &Host<&str>) -> bool {
-    match host {
-        Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
-        Host::Ipv4(address) => address.is_loopback(),
-        Host::Ipv6(address) => address.is_loopback(),
-    }
 }
 
 /// Checks a configured codebase.

@@ -4,9 +4,11 @@
 //! is; it must never send anything, and never put the client secret into a message or a
 //! `Debug` line.
 
-use serde_json::{Map, Value, json};
-use tally_plugin_sdk::{ErrorKind, PluginError};
-use url::{Host, Url};
+use serde_json::{Value, json};
+use tally_plugin_sdk::PluginError;
+use tally_plugin_sdk::settings::{
+    self, WebUrl, config_error as config, optional_text, required_text, whole_number,
+};
 
 /// The most rows hosted Halo serves in one page, whatever the request asks (case C01).
 pub const SERVED_PAGE_SIZE: u32 = 100;
@@ -57,15 +59,7 @@ impl Settings {
     /// Checks a settings object. The host has already checked it against [`schema`]; this
     /// checks again, and checks what a schema cannot say (loopback-only `http://`).
     pub fn parse(settings: &Value) -> Result<Settings, PluginError> {
-        let Some(object) = settings.as_object() else {
-            return Err(config("settings", "the settings must be a JSON object"));
-        };
-        if let Some(unknown) = object.keys().find(|key| !KNOWN.contains(&key.as_str())) {
-            return Err(config(
-                unknown,
-                format!("`{unknown}` is not a HaloPSA setting (known: {})", KNOWN.join(", ")),
-            ));
-        }
+        let object = settings::object(settings, &KNOWN, "a HaloPSA setting")?;
 
         let (base_url, host) = web_address("base_url", &required_text(object, "base_url")?)?;
         let client_id = required_text(object, "client_id")?;
@@ -86,7 +80,7 @@ impl Settings {
             }
             None => (None, None),
         };
-        let page_size = page_size(object)?;
+        let page_size = whole_number(object, "page_size", SERVED_PAGE_SIZE, MAX_PAGE_SIZE)?;
 
         Ok(Settings {
             base_url,
@@ -148,91 +142,18 @@ pub fn schema() -> Value {
     })
 }
 
-fn config(field: &str, message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::Config, message).with_field(field).retryable(false)
-}
-
-fn required_text(object: &Map<String, Value>, name: &str) -> Result<String, PluginError> {
-    optional_text(object, name)?.ok_or_else(|| config(name, format!("`{name}` is required")))
-}
-
-/// A string setting, trimmed; absent, `null` and blank all read as "not set".
-fn optional_text(object: &Map<String, Value>, name: &str) -> Result<Option<String>, PluginError> {
-    match object.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => {
-            let text = text.trim();
-            if text.chars().any(char::is_control) {
-                return Err(config(name, format!("`{name}` must not contain control characters")));
-            }
-            Ok((!text.is_empty()).then(|| text.to_string()))
-        }
-        Some(_) => Err(config(name, format!("`{name}` must be a string"))),
-    }
-}
-
-fn page_size(object: &Map<String, Value>) -> Result<u32, PluginError> {
-    let size = match object.get("page_size") {
-        None | Some(Value::Null) => return Ok(SERVED_PAGE_SIZE),
-        Some(value) => value.as_u64(),
-    };
-    match size.and_then(|size| u32::try_from(size).ok()) {
-        Some(size @ 1..=MAX_PAGE_SIZE) => Ok(size),
-        _ => Err(config(
-            "page_size",
-            format!("`page_size` must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-        )),
-    }
-}
-
 /// Checks a web address setting and returns it without a trailing slash, with its
 /// `host[:port]`. A path is kept (an on-premises Halo may live below one); a query, a fragment
 /// or credentials are refused.
 pub fn web_address(field: &str, text: &str) -> Result<(String, String), PluginError> {
-    let example = "a URL such as https://acme.halopsa.com";
-    let url = Url::parse(text)
-        .map_err(|error| config(field, format!("`{field}` must be {example}: {error}")))?;
-    let Some(host) = url.host() else {
-        return Err(config(field, format!("`{field}` must be {example} (no host in `{text}`)")));
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&host) => {}
-        "http" => {
-            return Err(config(
-                field,
-                format!(
-                    "`{field}` must use https:// (http:// is accepted only for loopback hosts \
-                     such as 127.0.0.1 or localhost, not for {host})"
-                ),
-            ));
-        }
-        other => {
-            return Err(config(field, format!("`{field}` must be {example}, not a {other}: URL")));
-        }
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(config(field, format!("`{field}` must not carry a user name or password")));
-    }
+    let WebUrl { url, host_port } =
+        settings::web_url(field, text, "a URL such as https://acme.halopsa.com")?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(config(
             field,
             format!("`{field}` must not carry a query or fragment (`{text}`)"),
         ));
     }
-
-    let host_port = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    };
     let path = url.path().trim_end_matches('/');
     Ok((format!("{}://{host_port}{path}", url.scheme()), host_port))
-}
-
-fn is_loopback(host: &Host<&str>) -> bool {
-    match host {
-        Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
-        Host::Ipv4(address) => address.is_loopback(),
-        Host::Ipv6(address) => address.is_loopback(),
-    }
 }

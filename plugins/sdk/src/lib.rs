@@ -19,6 +19,7 @@
 pub mod abi;
 pub mod messages;
 pub mod runtime;
+pub mod settings;
 
 pub use messages::*;
 
