@@ -41,7 +41,8 @@ pub fn sync(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         if !crate::sync::engine::has_synced(&journal)? {
             crate::sync::engine::probe(&session).await.map_err(|e| {
                 anyhow::Error::new(crate::cli::UsageError(format!(
-                    "the PSA refused the first request, so the settings do not work: {e}"
+                    "the first request to the PSA failed, so nothing was synced: {e}. Check \
+                     [psa.settings] and that the PSA can be reached from this server"
                 )))
             })?;
         }

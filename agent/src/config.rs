@@ -257,6 +257,21 @@ impl Config {
         };
         let quick_sync_every = duration("quick_sync_every", &raw.agent.quick_sync_every)?;
         let full_sync_every = duration("full_sync_every", &raw.agent.full_sync_every)?;
+        for (key, value, every) in [
+            ("quick_sync_every", &raw.agent.quick_sync_every, quick_sync_every),
+            ("full_sync_every", &raw.agent.full_sync_every, full_sync_every),
+        ] {
+            if every < Duration::from_secs(60) {
+                return Err(err(
+                    span_of(key),
+                    Some(format!("agent.{key}")),
+                    format!(
+                        "\"{value}\" is too often: syncs run at most once a minute, so the PSA is \
+                         not flooded; write \"1m\" or more"
+                    ),
+                ));
+            }
+        }
         let lookback = duration("lookback", &raw.agent.lookback)?;
         if raw.agent.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(
@@ -353,6 +368,36 @@ impl Config {
                     .to_string(),
             });
         };
+        // Every missing variable at once, so one round of fixing is enough.
+        let missing: Vec<&EnvRef> = self
+            .env_refs
+            .iter()
+            .filter(|r| r.key.starts_with("psa.settings.") && std::env::var(&r.var).is_err())
+            .collect();
+        if let Some(first) = missing.first() {
+            let others: Vec<String> = missing[1..]
+                .iter()
+                .map(|r| format!("{} (line {}, `{}`)", r.var, r.line, r.key))
+                .collect();
+            return Err(ConfigError {
+                file: self.file.clone(),
+                line: first.line,
+                column: first.column,
+                key: Some(first.key.clone()),
+                message: format!(
+                    "environment variable {} is not set{}; export {} (for a service, in its \
+                     environment file) or write the values here and make the file readable only \
+                     by its owner",
+                    first.var,
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", nor {}", others.join(", "))
+                    },
+                    if others.is_empty() { "it" } else { "them" }
+                ),
+            });
+        }
         let mut settings = psa.settings.clone();
         self.resolve_env(&mut settings, "psa.settings")?;
         Ok(settings)

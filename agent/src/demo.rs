@@ -54,7 +54,7 @@ pub fn run(args: &DemoArgs, format: Format) -> anyhow::Result<ExitCode> {
     say("Starting a ConnectWise PSA emulator with a small MSP's data (8 companies, 5 products)...");
     let cw = ConnectWiseEmulator::start(CwData::sample());
     let config_path = dir.join("tally.toml");
-    std::fs::write(&config_path, config_text(&cw))?;
+    crate::cli::write_private(&config_path, &config_text(&cw))?;
     std::fs::write(dir.join("mapping.toml"), "# written by tally demo\n")?;
     let mut config = Config::load(&config_path, true)?;
     // The demo's secrets are the emulator's, held only in this process.
@@ -78,6 +78,8 @@ pub fn run(args: &DemoArgs, format: Format) -> anyhow::Result<ExitCode> {
     crate::report::print_cards(&cards, format, &mut out)?;
     if !quiet {
         use std::io::Write as _;
+        writeln!(out, "\nChanges written to the PSA (`tally report --history`):")?;
+        crate::report::print_history(&journal, Format::Table, &mut out)?;
         writeln!(
             out,
             "\nWhat happened:\n\

@@ -7,38 +7,47 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use tally_plugin_sdk as sdk;
 
 use crate::config::{Config, ConfigError};
 use crate::plugin::{self, LoadedPlugin, PluginSession, SessionOptions};
 use crate::sync::psa::{Page, Psa, PsaError};
 
-/// Finds the PSA plugin named in the config. Without `plugin_dir`, a development build also
-/// looks in the `deps` directory beside the executable, where cargo leaves plugin libraries
-/// built as dependencies of `tally`.
-pub fn find_plugin(config: &Config, name: &str) -> anyhow::Result<Arc<LoadedPlugin>> {
+/// The plugins tally would load: a scan of `plugin_dir`, or of the executable's directory.
+/// Without `plugin_dir`, a development build whose directory holds no plugin also loads the
+/// workspace's plugins from `deps` beside the executable, where cargo leaves the libraries it
+/// built as dependencies of `tally` (only those named `tally_*`, never the rest of `deps`).
+pub fn catalog(config: &Config) -> anyhow::Result<plugin::Catalog> {
     let dir = plugin::discovery::plugin_dir(config)?;
-    let catalog = plugin::discovery::discover(&dir)?;
-    match catalog.get(name) {
-        Ok(found) => Ok(found),
-        Err(missing) => {
-            if config.plugin_dir.is_none()
-                && let Some(path) = dev_build_library(&dir, name)
-            {
-                return plugin::library::load(&path)
-                    .with_context(|| format!("cannot load {}", path.display()));
+    let mut catalog = plugin::discovery::discover(&dir)?;
+    if config.plugin_dir.is_none() && catalog.loaded.is_empty() {
+        for path in dev_build_libraries(&dir) {
+            match plugin::library::load(&path) {
+                Ok(loaded) => catalog.loaded.push(loaded),
+                Err(reason) => catalog.refused.push(plugin::Refused { path, reason }),
             }
-            Err(missing.into())
         }
     }
+    Ok(catalog)
 }
 
-fn dev_build_library(dir: &Path, name: &str) -> Option<PathBuf> {
-    let file =
-        format!("{}tally_{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-    let path = dir.join("deps").join(file);
-    path.is_file().then_some(path)
+/// Finds the PSA plugin named in the config (see [`catalog`]).
+pub fn find_plugin(config: &Config, name: &str) -> anyhow::Result<Arc<LoadedPlugin>> {
+    Ok(catalog(config)?.get(name)?)
+}
+
+fn dev_build_libraries(dir: &Path) -> Vec<PathBuf> {
+    let prefix = format!("{}tally_", std::env::consts::DLL_PREFIX);
+    let Ok(entries) = std::fs::read_dir(dir.join("deps")) else { return Vec::new() };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.starts_with(&prefix) && name.ends_with(std::env::consts::DLL_SUFFIX)
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Opens a session with the configured PSA. Configuration problems are `ConfigError`s

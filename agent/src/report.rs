@@ -355,16 +355,29 @@ pub fn print_history(
             w.flush()?;
         }
         Format::Table | Format::Toml => {
+            let tx = journal.read()?;
+            let mut named = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let company = tx.get(&tables::COMPANIES, &r.company_id)?.map(|c| c.name);
+                let product = tx
+                    .get(&tables::PRODUCTS, &r.product_id)?
+                    .map(|p| p.identifier.filter(|i| !i.is_empty()).unwrap_or(p.description));
+                named.push((
+                    company.unwrap_or_else(|| r.company_id.clone()),
+                    product.unwrap_or_else(|| r.product_id.clone()),
+                ));
+            }
             let header =
                 ["ID", "AT (UTC)", "COMPANY", "PRODUCT", "LINE", "OLD", "NEW", "BY", "OUTCOME"];
             let cells: Vec<[String; 9]> = rows
                 .iter()
-                .map(|r| {
+                .zip(&named)
+                .map(|(r, (company, product))| {
                     [
                         r.id.to_string(),
                         r.at.clone(),
-                        r.company_id.clone(),
-                        r.product_id.clone(),
+                        company.clone(),
+                        product.clone(),
                         r.line_id.clone(),
                         r.old_quantity.clone().unwrap_or_else(|| "-".into()),
                         r.new_quantity.clone(),

@@ -362,3 +362,25 @@ fn output_piped_into_a_closed_reader_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
 }
+
+#[test]
+fn syncs_cannot_be_scheduled_more_often_than_once_a_minute() {
+    let (code, stderr) = config_error("[agent]\nquick_sync_every = \"0s\"\n");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("tally.toml:2:1") && stderr.contains("at most once a minute"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_missing_secret_variable_is_named_at_once() {
+    let text = "[psa]\nplugin = \"connectwise\"\n[psa.settings]\npublic_key = \"${TALLY_TEST_UNSET_A}\"\nprivate_key = \"${TALLY_TEST_UNSET_B}\"\n";
+    let config = Config::parse(Path::new("tally.toml"), text).unwrap();
+    let message = config.resolved_psa_settings().unwrap_err().to_string();
+    assert!(message.starts_with("tally.toml:4:"), "{message}");
+    assert!(
+        message.contains("TALLY_TEST_UNSET_A") && message.contains("TALLY_TEST_UNSET_B (line 5"),
+        "{message}"
+    );
+}

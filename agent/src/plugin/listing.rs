@@ -24,7 +24,7 @@ pub fn command(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    let catalog = discovery::discover(&dir)?;
+    let catalog = crate::psa::catalog(&ctx.config)?;
     let text = match ctx.format {
         Format::Json => format!("{}\n", serde_json::to_string_pretty(&to_json(&catalog))?),
         _ => to_table(&catalog),
