@@ -9,13 +9,15 @@
 //! commit, off the request path, with bursts of pushes coalesced. Nothing here logs a token, a
 //! key or a request body.
 
+use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, patch, post};
@@ -256,7 +258,15 @@ impl Request {
     }
 }
 
-async fn handle(state: IntakeState, request: Request, op: Op) -> Response {
+/// Answers a request: `op` runs once the request passed every check (see the module doc).
+async fn handle(
+    state: IntakeState,
+    request: Request,
+    op: impl FnOnce(&WriteTransaction, &mut Integration, Millis) -> Result<Reply, IntakeError>
+    + Send
+    + 'static,
+) -> Response {
+    let op: Op = Box::new(op);
     let span = tracing::info_span!(
         "intake.request",
         method = %request.method,
@@ -335,6 +345,75 @@ fn process(state: &IntakeState, request: &Request, op: Op) -> Result<Reply, Inta
         Ok(reply)
     });
     result.map_err(refused)
+}
+
+/// What every vendor API handler starts from: the router's state and the request's path and
+/// headers. Handlers name their method themselves, so that a `HEAD` served by a `GET` route is
+/// noted as the `GET` it is.
+struct Asked {
+    state: IntakeState,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<IntakeState> for Asked {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &IntakeState,
+    ) -> Result<Asked, Infallible> {
+        Ok(Asked { state: state.clone(), uri: parts.uri.clone(), headers: parts.headers.clone() })
+    }
+}
+
+impl Asked {
+    /// Answers a request without a body: `op` runs once the request passed every check.
+    async fn answer(
+        self,
+        method: Method,
+        op: impl FnOnce(&WriteTransaction, &mut Integration, Millis) -> Result<Reply, IntakeError>
+        + Send
+        + 'static,
+    ) -> Response {
+        handle(self.state, Request::new(method, &self.uri, &self.headers), op).await
+    }
+
+    /// Answers a request with a body: once the request passed the key checks, the body is read
+    /// (413 when too large) and parsed by `parse` (400 when malformed), then handed to `op`.
+    async fn answer_body<T: 'static, F>(
+        self,
+        method: Method,
+        body: Result<Bytes, BytesRejection>,
+        parse: fn(&[u8], Option<&str>) -> Result<T, FieldError>,
+        op: F,
+    ) -> Response
+    where
+        F: FnOnce(&WriteTransaction, &mut Integration, Millis, T) -> Result<Reply, IntakeError>
+            + Send
+            + 'static,
+    {
+        let request = Request::new(method, &self.uri, &self.headers);
+        let content_type = request.content_type.clone();
+        handle(self.state, request, move |tx, integration, now| {
+            let body = body_bytes(body)?;
+            let parsed = parse(&body, content_type.as_deref())?;
+            op(tx, integration, now, parsed)
+        })
+        .await
+    }
+}
+
+/// The `name` (read as `what`) and `description` a PATCH changes; at least one is required.
+fn changes(fields: &Fields, what: &str) -> Result<(Option<String>, Option<String>), IntakeError> {
+    let name = fields.name_field("name", what, false)?;
+    let description = fields.description("description")?;
+    if name.is_none() && description.is_none() {
+        return Err(IntakeError::BadRequest(
+            "`name` or `description` is required: give the fields to change".into(),
+        ));
+    }
+    Ok((name, description))
 }
 
 fn call(request: &Request, now: Millis, status: StatusCode, message: &str) -> IntakeCall {
@@ -443,114 +522,94 @@ fn no_service(id: &str) -> IntakeError {
     ))
 }
 
-async fn get_vendor(State(state): State<IntakeState>, uri: Uri, headers: HeaderMap) -> Response {
-    let op: Op = Box::new(|tx, integration, _| {
-        let vendor = vendor_json(tx, integration)?;
-        Ok(Reply::envelope(StatusCode::OK, "Success - Retrieved Vendor", vendor))
-    });
-    handle(state, Request::new(Method::GET, &uri, &headers), op).await
+async fn get_vendor(asked: Asked) -> Response {
+    asked
+        .answer(Method::GET, |tx, integration, _| {
+            let vendor = vendor_json(tx, integration)?;
+            Ok(Reply::envelope(StatusCode::OK, "Success - Retrieved Vendor", vendor))
+        })
+        .await
 }
 
-async fn get_organization(
-    State(state): State<IntakeState>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let op: Op = Box::new(|_, integration, _| {
-        Ok(Reply::new(
-            StatusCode::OK,
-            "Success - Retrieved Integration",
-            organization_json(integration),
-        ))
-    });
-    handle(state, Request::new(Method::GET, &uri, &headers), op).await
+async fn get_organization(asked: Asked) -> Response {
+    asked
+        .answer(Method::GET, |_, integration, _| {
+            let body = organization_json(integration);
+            Ok(Reply::new(StatusCode::OK, "Success - Retrieved Integration", body))
+        })
+        .await
 }
 
-async fn set_status(
-    State(state): State<IntakeState>,
-    Path(word): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let op: Op = Box::new(move |_, integration, _| {
-        let status = IntegrationStatus::parse(&word.to_ascii_lowercase()).ok_or_else(|| {
-            IntakeError::BadRequest(format!(
-                "`status` {word:?} is not an integration status; use one of active, inactive, \
-                 pending, disabled, error"
+async fn set_status(asked: Asked, Path(word): Path<String>) -> Response {
+    asked
+        .answer(Method::PATCH, move |_, integration, _| {
+            let status = IntegrationStatus::parse(&word.to_ascii_lowercase()).ok_or_else(|| {
+                IntakeError::BadRequest(format!(
+                    "`status` {word:?} is not an integration status; use one of active, inactive, \
+                     pending, disabled, error"
+                ))
+            })?;
+            integration.status = status;
+            Ok(Reply::envelope(
+                StatusCode::OK,
+                "Success - Updated Integration Status",
+                organization_json(integration),
             ))
-        })?;
-        integration.status = status;
-        Ok(Reply::envelope(
-            StatusCode::OK,
-            "Success - Updated Integration Status",
-            organization_json(integration),
-        ))
-    });
-    handle(state, Request::new(Method::PATCH, &uri, &headers), op).await
+        })
+        .await
 }
 
-async fn list_accounts(State(state): State<IntakeState>, uri: Uri, headers: HeaderMap) -> Response {
-    let op: Op = Box::new(|tx, integration, _| {
-        let accounts = records::accounts(tx, &integration.name)?;
-        let body = Value::Array(accounts.iter().map(account_json).collect());
-        Ok(Reply::new(StatusCode::OK, "Success - Retrieved Accounts", body))
-    });
-    handle(state, Request::new(Method::GET, &uri, &headers), op).await
+async fn list_accounts(asked: Asked) -> Response {
+    asked
+        .answer(Method::GET, |tx, integration, _| {
+            let accounts = records::accounts(tx, &integration.name)?;
+            let body = Value::Array(accounts.iter().map(account_json).collect());
+            Ok(Reply::new(StatusCode::OK, "Success - Retrieved Accounts", body))
+        })
+        .await
 }
 
-async fn post_accounts(
-    State(state): State<IntakeState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let request = Request::new(Method::POST, &uri, &headers);
-    let content_type = request.content_type.clone();
-    let op: Op = Box::new(move |tx, integration, now| {
-        let body = body_bytes(body)?;
-        // Every item is checked before any is stored.
-        let mut accounts = Vec::new();
-        for item in Fields::list(&body, content_type.as_deref())? {
-            let id = item.id("id", "account id")?;
-            let name = item.name_field("name", "account name", true)?.unwrap_or_default();
-            let description = item.description("description")?;
-            accounts.push((id, name, description));
-        }
-        if accounts.is_empty() {
-            return Err(IntakeError::BadRequest(
-                "the body is an empty array; send at least one {\"id\", \"name\"} account".into(),
-            ));
-        }
-        let mut stored = Vec::new();
-        for (id, name, description) in &accounts {
-            let (account, _) = records::upsert_account(
-                tx,
-                &integration.name,
-                id,
-                name,
-                description.as_deref(),
-                now,
-            )?;
-            stored.push(account_json(&account));
-        }
-        Ok(Reply::new(StatusCode::CREATED, "Success - Created Accounts", Value::Array(stored))
-            .refreshing())
-    });
-    handle(state, request, op).await
+async fn post_accounts(asked: Asked, body: Result<Bytes, BytesRejection>) -> Response {
+    asked
+        .answer_body(Method::POST, body, Fields::list, |tx, integration, now, items| {
+            // Every item is checked before any is stored.
+            let mut accounts = Vec::new();
+            for item in items {
+                let id = item.id("id", "account id")?;
+                let name = item.name_field("name", "account name", true)?.unwrap_or_default();
+                let description = item.description("description")?;
+                accounts.push((id, name, description));
+            }
+            if accounts.is_empty() {
+                return Err(IntakeError::BadRequest(
+                    "the body is an empty array; send at least one {\"id\", \"name\"} account"
+                        .into(),
+                ));
+            }
+            let mut stored = Vec::new();
+            for (id, name, description) in &accounts {
+                let (account, _) = records::upsert_account(
+                    tx,
+                    &integration.name,
+                    id,
+                    name,
+                    description.as_deref(),
+                    now,
+                )?;
+                stored.push(account_json(&account));
+            }
+            Ok(Reply::new(StatusCode::CREATED, "Success - Created Accounts", Value::Array(stored))
+                .refreshing())
+        })
+        .await
 }
 
 async fn patch_account(
-    State(state): State<IntakeState>,
+    asked: Asked,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request = Request::new(Method::PATCH, &uri, &headers);
-    let content_type = request.content_type.clone();
-    let op: Op = Box::new(move |tx, integration, now| {
-        let body = body_bytes(body)?;
-        let fields = Fields::object(&body, content_type.as_deref())?;
+    asked.answer_body(Method::PATCH, body, Fields::object, move |tx, integration, now, fields| {
         if let Some(body_id) = fields.text("id")?
             && body_id.trim() != id
         {
@@ -559,13 +618,7 @@ async fn patch_account(
                  cannot change, create the new id with POST instead"
             )));
         }
-        let name = fields.name_field("name", "account name", false)?;
-        let description = fields.description("description")?;
-        if name.is_none() && description.is_none() {
-            return Err(IntakeError::BadRequest(
-                "`name` or `description` is required: give the fields to change".into(),
-            ));
-        }
+        let (name, description) = changes(&fields, "account name")?;
         let account = records::update_account(
             tx,
             &integration.name,
@@ -577,145 +630,123 @@ async fn patch_account(
         .ok_or_else(|| no_account(&id))?;
         Ok(Reply::new(StatusCode::OK, "Success - Updated Account", account_json(&account))
             .refreshing())
-    });
-    handle(state, request, op).await
+    })
+    .await
 }
 
-async fn post_service(
-    State(state): State<IntakeState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let request = Request::new(Method::POST, &uri, &headers);
-    let content_type = request.content_type.clone();
-    let op: Op = Box::new(move |tx, integration, now| {
-        let body = body_bytes(body)?;
-        let fields = Fields::object(&body, content_type.as_deref())?;
-        let name = fields.name_field("name", "service name", true)?.unwrap_or_default();
-        let description = fields.description("description")?;
-        let ignored = fields.unknown(&["name", "description"]);
-        if !ignored.is_empty() {
-            tracing::debug!(?ignored, "service fields tally does not keep");
-        }
-        let (service, change) =
-            records::ensure_service(tx, &integration.name, &name, description.as_deref(), now)?;
-        let (status, message) = match change {
-            Change::Created => (StatusCode::CREATED, "Success - Created Service"),
-            _ => (StatusCode::OK, "Success - Service already exists"),
-        };
-        // Gradient answers with the vendor and all its `skus` (scripts pick the new service out
-        // by name); `data` holds the service itself as well.
-        let mut body = vendor_json(tx, integration)?;
-        if let Value::Object(map) = &mut body {
-            map.insert("data".into(), sku_json(&service));
-            map.insert("status".into(), json!(status.as_u16()));
-            map.insert("message".into(), json!(message));
-        }
-        let reply = Reply::new(status, message, body);
-        Ok(if change == Change::Created { reply.refreshing() } else { reply })
-    });
-    handle(state, request, op).await
+async fn post_service(asked: Asked, body: Result<Bytes, BytesRejection>) -> Response {
+    asked
+        .answer_body(Method::POST, body, Fields::object, |tx, integration, now, fields| {
+            let name = fields.name_field("name", "service name", true)?.unwrap_or_default();
+            let description = fields.description("description")?;
+            let ignored = fields.unknown(&["name", "description"]);
+            if !ignored.is_empty() {
+                tracing::debug!(?ignored, "service fields tally does not keep");
+            }
+            let (service, change) =
+                records::ensure_service(tx, &integration.name, &name, description.as_deref(), now)?;
+            let (status, message) = match change {
+                Change::Created => (StatusCode::CREATED, "Success - Created Service"),
+                _ => (StatusCode::OK, "Success - Service already exists"),
+            };
+            // Gradient answers with the vendor and all its `skus` (scripts pick the new service out
+            // by name); `data` holds the service itself as well.
+            let mut body = vendor_json(tx, integration)?;
+            if let Value::Object(map) = &mut body {
+                map.insert("data".into(), sku_json(&service));
+                map.insert("status".into(), json!(status.as_u16()));
+                map.insert("message".into(), json!(message));
+            }
+            let reply = Reply::new(status, message, body);
+            Ok(if change == Change::Created { reply.refreshing() } else { reply })
+        })
+        .await
 }
 
-async fn get_service(
-    State(state): State<IntakeState>,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let op: Op = Box::new(move |tx, integration, _| {
-        let service =
-            records::service(tx, &integration.name, &id)?.ok_or_else(|| no_service(&id))?;
-        Ok(Reply::envelope(StatusCode::OK, "Success - Retrieved Service", sku_json(&service)))
-    });
-    handle(state, Request::new(Method::GET, &uri, &headers), op).await
+async fn get_service(asked: Asked, Path(id): Path<String>) -> Response {
+    asked
+        .answer(Method::GET, move |tx, integration, _| {
+            let service =
+                records::service(tx, &integration.name, &id)?.ok_or_else(|| no_service(&id))?;
+            Ok(Reply::envelope(StatusCode::OK, "Success - Retrieved Service", sku_json(&service)))
+        })
+        .await
 }
 
 async fn patch_service(
-    State(state): State<IntakeState>,
+    asked: Asked,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request = Request::new(Method::PATCH, &uri, &headers);
-    let content_type = request.content_type.clone();
-    let op: Op = Box::new(move |tx, integration, now| {
-        let body = body_bytes(body)?;
-        let fields = Fields::object(&body, content_type.as_deref())?;
-        let name = fields.name_field("name", "service name", false)?;
-        let description = fields.description("description")?;
-        if name.is_none() && description.is_none() {
-            return Err(IntakeError::BadRequest(
-                "`name` or `description` is required: give the fields to change".into(),
-            ));
-        }
-        let updated = records::update_service(
-            tx,
-            &integration.name,
-            &id,
-            name.as_deref(),
-            description.as_deref(),
-            now,
-        )?;
-        match updated {
-            ServiceUpdate::Done(service) => {
-                Ok(Reply::envelope(StatusCode::OK, "Success - Updated Service", sku_json(&service))
-                    .refreshing())
+    asked
+        .answer_body(Method::PATCH, body, Fields::object, move |tx, integration, now, fields| {
+            let (name, description) = changes(&fields, "service name")?;
+            let updated = records::update_service(
+                tx,
+                &integration.name,
+                &id,
+                name.as_deref(),
+                description.as_deref(),
+                now,
+            )?;
+            match updated {
+                ServiceUpdate::Done(service) => Ok(Reply::envelope(
+                    StatusCode::OK,
+                    "Success - Updated Service",
+                    sku_json(&service),
+                )
+                .refreshing()),
+                ServiceUpdate::NotFound => Err(no_service(&id)),
+                ServiceUpdate::NameTaken { other_id } => Err(IntakeError::Conflict(format!(
+                    "`name` {:?} is already the name of service {other_id:?}; service names are \
+                     unique per vendor",
+                    name.unwrap_or_default()
+                ))),
             }
-            ServiceUpdate::NotFound => Err(no_service(&id)),
-            ServiceUpdate::NameTaken { other_id } => Err(IntakeError::Conflict(format!(
-                "`name` {:?} is already the name of service {other_id:?}; service names are \
-                 unique per vendor",
-                name.unwrap_or_default()
-            ))),
-        }
-    });
-    handle(state, request, op).await
+        })
+        .await
 }
 
 async fn post_count(
-    State(state): State<IntakeState>,
+    asked: Asked,
     Path(service_id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request = Request::new(Method::POST, &uri, &headers);
-    let content_type = request.content_type.clone();
-    let op: Op = Box::new(move |tx, integration, now| {
-        let body = body_bytes(body)?;
-        let fields = Fields::object(&body, content_type.as_deref())?;
-        if !fields.has("accountId") && fields.has("clientOid") {
-            return Err(IntakeError::BadRequest(
-                "`accountId` is required; tally keeps no Gradient client ids, so `clientOid` \
-                 cannot stand in for it"
-                    .into(),
-            ));
-        }
-        let account_id = fields.id("accountId", "accountId")?;
-        let quantity = fields
-            .quantity("unitCount")?
-            .ok_or_else(|| IntakeError::BadRequest("`unitCount` is required".into()))?;
-        let vendor = integration.name.clone();
-        if records::service(tx, &vendor, &service_id)?.is_none() {
-            return Err(no_service(&service_id));
-        }
-        if records::account(tx, &vendor, &account_id)?.is_none() {
-            return Err(no_account(&account_id));
-        }
-        // Counts for accounts or services that are not mapped yet are kept: they show as
-        // unmapped usage until the mapping file places them.
-        let (_, change) =
-            records::store_count(tx, &vendor, &account_id, &service_id, quantity, now)?;
-        tracing::debug!(account = %account_id, service = %service_id, ?change, "usage count");
-        note_usage(integration, now);
-        let message = "Success - Created service unit count";
-        Ok(Reply::new(StatusCode::CREATED, message, json!({ "status": 201, "message": message }))
+    asked
+        .answer_body(Method::POST, body, Fields::object, move |tx, integration, now, fields| {
+            if !fields.has("accountId") && fields.has("clientOid") {
+                return Err(IntakeError::BadRequest(
+                    "`accountId` is required; tally keeps no Gradient client ids, so `clientOid` \
+                     cannot stand in for it"
+                        .into(),
+                ));
+            }
+            let account_id = fields.id("accountId", "accountId")?;
+            let quantity = fields
+                .quantity("unitCount")?
+                .ok_or_else(|| IntakeError::BadRequest("`unitCount` is required".into()))?;
+            let vendor = integration.name.clone();
+            if records::service(tx, &vendor, &service_id)?.is_none() {
+                return Err(no_service(&service_id));
+            }
+            if records::account(tx, &vendor, &account_id)?.is_none() {
+                return Err(no_account(&account_id));
+            }
+            // Counts for accounts or services that are not mapped yet are kept: they show as
+            // unmapped usage until the mapping file places them.
+            let (_, change) =
+                records::store_count(tx, &vendor, &account_id, &service_id, quantity, now)?;
+            tracing::debug!(account = %account_id, service = %service_id, ?change, "usage count");
+            note_usage(integration, now);
+            let message = "Success - Created service unit count";
+            Ok(Reply::new(
+                StatusCode::CREATED,
+                message,
+                json!({ "status": 201, "message": message }),
+            )
             .refreshing())
-    });
-    handle(state, request, op).await
+        })
+        .await
 }
 
 async fn unknown_path(method: Method, uri: Uri) -> Response {
