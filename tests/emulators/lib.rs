@@ -13,6 +13,7 @@ pub mod halopsa;
 mod delay;
 mod fault_rules;
 mod handle;
+mod names;
 mod origin;
 mod request_log;
 mod serve;

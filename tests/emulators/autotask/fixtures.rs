@@ -16,6 +16,7 @@ use super::model::{
     Adjustment, Company, Contract, ContractService, Service, UnitRow, company_type,
     contract_status, contract_type,
 };
+use crate::names::SKU_FAMILIES;
 
 /// Everything the emulator serves, as plain records.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -329,7 +330,7 @@ impl AtData {
 
         for i in 0..services {
             let id = 5000 + i64::try_from(i).unwrap_or(0);
-            let (family, text) = FAMILIES[i % FAMILIES.len()];
+            let (family, text) = SKU_FAMILIES[i % SKU_FAMILIES.len()];
             let mut s = Service::new(
                 id,
                 &format!("{family}-{i:05}"),
@@ -397,17 +398,6 @@ impl AtData {
         data
     }
 }
-
-const FAMILIES: [(&str, &str); 8] = [
-    ("DNS", "DNS filtering"),
-    ("M365", "Microsoft 365"),
-    ("BKP", "Backup"),
-    ("EDR", "Endpoint protection"),
-    ("SAT", "Security training"),
-    ("MAIL", "Email security"),
-    ("RMM", "Remote monitoring"),
-    ("VOIP", "Hosted voice"),
-];
 
 const FIRST: [&str; 12] = [
     "Blue", "North", "Silver", "Harbor", "Granite", "Cedar", "Summit", "River", "Oak", "Pioneer",

@@ -14,6 +14,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::model::{Addition, Agreement, BillCustomer, CatalogItem, Company, Reference};
 use super::timestamps::today_midnight;
+use crate::names::SKU_FAMILIES;
 
 /// Everything the emulator serves, as plain records.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -365,17 +366,6 @@ const SAMPLE_SKUS: [(&str, &str); 5] = [
     ("BKP-TB", "Cloud Backup - per TB"),
     ("EDR-AGENT", "Endpoint Detection & Response - per agent"),
     ("SAT-USER", "Security Awareness Training - per user"),
-];
-
-const SKU_FAMILIES: [(&str, &str); 8] = [
-    ("DNS", "DNS filtering"),
-    ("M365", "Microsoft 365"),
-    ("BKP", "Backup"),
-    ("EDR", "Endpoint protection"),
-    ("SAT", "Security training"),
-    ("MAIL", "Email security"),
-    ("RMM", "Remote monitoring"),
-    ("VOIP", "Hosted voice"),
 ];
 
 const FIRST: [&str; 24] = [
