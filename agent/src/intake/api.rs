@@ -191,7 +191,7 @@ impl IntoResponse for IntakeError {
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, IntakeError> {
+fn body_bytes(body: ReadBody) -> Result<Bytes, IntakeError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             IntakeError::TooLarge
@@ -230,6 +230,10 @@ impl Reply {
         self
     }
 }
+
+/// A request body as axum read it, or why it could not: the handlers judge it only after the
+/// key checks.
+type ReadBody = Result<Bytes, BytesRejection>;
 
 /// What one request asks of the journal: runs inside the write transaction that also records
 /// the call, with the caller's integration to update.
@@ -384,7 +388,7 @@ impl Asked {
     async fn answer_body<T: 'static, F>(
         self,
         method: Method,
-        body: Result<Bytes, BytesRejection>,
+        body: ReadBody,
         parse: fn(&[u8], Option<&str>) -> Result<T, FieldError>,
         op: F,
     ) -> Response
@@ -569,7 +573,7 @@ async fn list_accounts(asked: Asked) -> Response {
         .await
 }
 
-async fn post_accounts(asked: Asked, body: Result<Bytes, BytesRejection>) -> Response {
+async fn post_accounts(asked: Asked, body: ReadBody) -> Response {
     asked
         .answer_body(Method::POST, body, Fields::list, |tx, integration, now, items| {
             // Every item is checked before any is stored.
@@ -604,11 +608,7 @@ async fn post_accounts(asked: Asked, body: Result<Bytes, BytesRejection>) -> Res
         .await
 }
 
-async fn patch_account(
-    asked: Asked,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn patch_account(asked: Asked, Path(id): Path<String>, body: ReadBody) -> Response {
     asked.answer_body(Method::PATCH, body, Fields::object, move |tx, integration, now, fields| {
         if let Some(body_id) = fields.text("id")?
             && body_id.trim() != id
@@ -634,7 +634,7 @@ async fn patch_account(
     .await
 }
 
-async fn post_service(asked: Asked, body: Result<Bytes, BytesRejection>) -> Response {
+async fn post_service(asked: Asked, body: ReadBody) -> Response {
     asked
         .answer_body(Method::POST, body, Fields::object, |tx, integration, now, fields| {
             let name = fields.name_field("name", "service name", true)?.unwrap_or_default();
@@ -673,11 +673,7 @@ async fn get_service(asked: Asked, Path(id): Path<String>) -> Response {
         .await
 }
 
-async fn patch_service(
-    asked: Asked,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn patch_service(asked: Asked, Path(id): Path<String>, body: ReadBody) -> Response {
     asked
         .answer_body(Method::PATCH, body, Fields::object, move |tx, integration, now, fields| {
             let (name, description) = changes(&fields, "service name")?;
@@ -707,11 +703,7 @@ async fn patch_service(
         .await
 }
 
-async fn post_count(
-    asked: Asked,
-    Path(service_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn post_count(asked: Asked, Path(service_id): Path<String>, body: ReadBody) -> Response {
     asked
         .answer_body(Method::POST, body, Fields::object, move |tx, integration, now, fields| {
             if !fields.has("accountId") && fields.has("clientOid") {
