@@ -113,7 +113,8 @@ pub struct SyncArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Only cards with this status: match, reconcile, new, stale, unmapped, excluded.
+    /// Only cards with this status: match, reconcile, new, stale, unmapped, excluded. Repeat
+    /// the flag or separate statuses with commas. Output: --format table, json or csv.
     #[arg(long, value_name = "S")]
     pub status: Vec<String>,
     /// Only companies whose name or id contains TEXT (case-insensitive).
@@ -175,6 +176,9 @@ pub enum MapKind {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "An approval is for the card's target quantity against the PSA quantity \
+                        shown now; the next sync (or `tally sync`) writes it. If the line changes \
+                        in the PSA first, the card asks to be approved again.")]
 pub struct ApproveArgs {
     /// Card ids (as `tally report` shows them).
     pub cards: Vec<String>,
@@ -186,18 +190,37 @@ pub struct ApproveArgs {
 #[derive(Debug, Subcommand)]
 pub enum IntegrationCommand {
     /// Create a vendor integration and print its key once.
-    Add { name: String },
+    #[command(after_help = "NAME must be a [[vendor]] in tally.toml with source = \"push\" (or \
+                            \"csv\"). Paste the key into the vendor's portal with the API base \
+                            URL printed with it.")]
+    Add {
+        /// The vendor's name, as in a [[vendor]] section of tally.toml.
+        name: String,
+    },
     /// Every vendor integration.
     List,
-    /// Has the vendor called in, when, and with what status.
-    Check { name: String },
-    /// Remove an integration; its history and data are kept.
-    Remove { name: String },
+    /// Has the vendor called in, when, and with what status (exit 1 until it has).
+    Check {
+        /// The vendor's name.
+        name: String,
+    },
+    /// Remove an integration: its key stops working; its data and history are kept.
+    Remove {
+        /// The vendor's name.
+        name: String,
+    },
     /// Issue a new key; the old one stops working.
-    RotateKey { name: String },
+    RotateKey {
+        /// The vendor's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Columns: account id, account name, service, quantity. Header names come \
+                        from [vendor.csv] in tally.toml (defaults: account_id, account_name, \
+                        service, quantity). The whole file is checked first: a bad row is \
+                        reported as file:line:column and nothing from the file is stored (exit 2).")]
 pub struct ImportArgs {
     /// The vendor the file comes from.
     #[arg(long)]
@@ -234,6 +257,28 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Refuses an output format this command does not print.
+    pub fn formats(&self, command: &str, accepted: &[Format]) -> anyhow::Result<()> {
+        if accepted.contains(&self.format) {
+            return Ok(());
+        }
+        let names: Vec<&str> = accepted
+            .iter()
+            .map(|f| match f {
+                Format::Table => "table",
+                Format::Json => "json",
+                Format::Csv => "csv",
+                Format::Toml => "toml",
+            })
+            .collect();
+        let list = match names.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        Err(UsageError(format!("`tally {command}` prints --format {list}")).into())
+    }
+
     /// Opens the journal (shared within the process), creating it if it does not exist yet;
     /// its directory must exist, so a mistyped path is not taken for a new installation.
     pub fn journal(&self) -> anyhow::Result<Journal> {

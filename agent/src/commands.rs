@@ -8,6 +8,7 @@ use crate::cli::{
 };
 
 pub fn sync(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    ctx.formats("sync", &[Format::Table, Format::Json])?;
     let journal = ctx.journal()?;
     if let Some(name) = &args.integration {
         let psa_name = ctx.config.psa.as_ref().map(|p| p.plugin.as_str());
@@ -86,6 +87,7 @@ pub fn sync(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    ctx.formats("status", &[Format::Table, Format::Json])?;
     let journal = ctx.existing_journal()?;
     let doc = crate::status::document(&journal, &ctx.config)?;
     if ctx.format == Format::Json {
@@ -97,6 +99,7 @@ pub fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 pub fn report(ctx: &Ctx, args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    ctx.formats("report", &[Format::Table, Format::Json, Format::Csv])?;
     let journal = ctx.existing_journal()?;
     let mut out = std::io::stdout().lock();
     if args.history {

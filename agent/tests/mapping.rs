@@ -968,3 +968,23 @@ fn a_valid_edit_takes_effect_and_unchanged_content_is_not_reapplied() {
     let reports = reports.lock().unwrap();
     assert_eq!(reports.len(), 3, "{reports:?}");
 }
+
+#[test]
+fn map_add_appends_after_the_files_header_comment() {
+    use tally_agent::mapping::edit::{AddRequest, AddTarget, edited};
+    use tally_agent::mapping::suggest::Kind;
+    let text = "# tally mapping: vendor accounts -> companies\n# keep this header first\n";
+    let request = AddRequest {
+        kind: Kind::Account,
+        vendor: "backupco".into(),
+        id: "zzz".into(),
+        target: AddTarget::Exclude,
+    };
+    let (out, replaced) = edited(text, &request, None).unwrap();
+    assert!(!replaced);
+    assert!(out.starts_with(text), "the header moved:\n{out}");
+    assert!(
+        out.ends_with("[[account]]\nvendor = \"backupco\"\nid = \"zzz\"\nexclude = true\n"),
+        "{out}"
+    );
+}

@@ -135,6 +135,7 @@ pub fn edited(
     });
 
     let root = doc.as_table_mut();
+    let first_of_its_kind = !root.contains_key(kind);
     if !root.contains_key(kind) {
         root.insert(kind, Item::ArrayOfTables(ArrayOfTables::new()));
     }
@@ -182,12 +183,28 @@ pub fn edited(
         (AddTarget::To(_), None) => return Err(format!("no {target_key} to point at")),
     }
 
-    let mut out = doc.to_string();
-    if !replaced && !text.is_empty() && !text.ends_with('\n') {
-        // toml_edit writes the new section straight after the last byte; keep a line break.
-        out = format!("{text}\n{}", &out[text.len()..]);
+    if !first_of_its_kind {
+        // Next to the other entries of its kind.
+        let mut out = doc.to_string();
+        if !replaced && !text.is_empty() && !text.ends_with('\n') {
+            // toml_edit writes the new section straight after the last byte; keep a line break.
+            out = format!("{text}\n{}", &out[text.len()..]);
+        }
+        return Ok((out, replaced));
     }
-    Ok((out, replaced))
+    // The first entry of its kind goes at the end, after whatever the file ends with (a header
+    // comment included), and every byte before it stays as it was.
+    let mut entry = DocumentMut::new();
+    let mut section = ArrayOfTables::new();
+    section.push(table.clone());
+    entry.as_table_mut().insert(kind, Item::ArrayOfTables(section));
+    let separator = match text {
+        "" => "",
+        t if t.ends_with("\n\n") => "",
+        t if t.ends_with('\n') => "\n",
+        _ => "\n\n",
+    };
+    Ok((format!("{text}{separator}{}", entry.to_string().trim_start()), false))
 }
 
 /// Writes `text` to `path` through a temporary file in the same directory and a rename,

@@ -15,6 +15,7 @@ use crate::cli::{Ctx, Format, UsageError};
 
 /// Runs `tally plugins`.
 pub fn command(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    ctx.formats("plugins", &[Format::Table, Format::Json])?;
     let dir = discovery::plugin_dir(&ctx.config)?;
     if ctx.config.plugin_dir.is_some() && !dir.is_dir() {
         return Err(UsageError(format!(
