@@ -16,6 +16,7 @@ mod handle;
 mod names;
 mod origin;
 mod request_log;
+mod respond;
 mod serve;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

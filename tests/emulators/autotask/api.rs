@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State as AxState};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
@@ -26,6 +26,7 @@ use super::request_log::LoggedRequest;
 use super::server::{Shared, Slot, THREAD_LIMIT};
 use super::state::{Entity, QueryPage, Refusal};
 use crate::request_log::{Received, header_pairs};
+use crate::respond;
 
 /// The text of the thread-threshold refusal, as Autotask words it.
 pub const THREAD_THRESHOLD_TEXT: &str = "Thread Threshold Exceeded - The Autotask API thread \
@@ -35,14 +36,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
 
+/// `body` as JSON with `status` (200 when HTTP does not know it).
 fn json_response(status: u16, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    response
+    respond::json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
 }
 
 /// `{"errors":[message]}` with `status`.
@@ -171,7 +167,7 @@ async fn handle(AxState(shared): AxState<Arc<Shared>>, request: Request) -> Resp
     let (response, slot) =
         serve(&shared, &parts.method, &parts.headers, &route, &entity, body).await;
     let response = match fault {
-        Some(Fault::TruncatedBody) => truncate(response).await,
+        Some(Fault::TruncatedBody) => respond::first_half(response).await,
         Some(Fault::ServerErrorAfterProcessing) => errors(500, "An unexpected error has occurred."),
         _ => response,
     };
@@ -195,24 +191,13 @@ fn immediate(fault: &Fault) -> Option<Response> {
         }
         Fault::ServerError { message } => errors(500, message),
         Fault::ThreadThreshold => errors(429, THREAD_THRESHOLD_TEXT),
-        Fault::Respond { status, body } => {
-            let mut response = Response::new(Body::from(body.clone()));
-            *response.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
-            response
-        }
+        Fault::Respond { status, body } => respond::verbatim(*status, body),
         _ => return None,
     };
     Some(response)
 }
 
 /// Sends the first half of the body only.
-async fn truncate(response: Response) -> Response {
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(bytes.slice(..bytes.len() / 2)))
-}
-
 /// The zone, the credentials, the thresholds, then the call. The slot is held until the
 /// answer is sent.
 async fn serve(

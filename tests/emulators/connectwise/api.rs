@@ -31,6 +31,7 @@ use super::state::State;
 use super::timestamps::now_millis;
 use super::writes;
 use crate::request_log::{Received, header_pairs};
+use crate::respond::{first_half, json_response, verbatim};
 use crate::serve::KillSwitch;
 
 /// What the pipeline learnt about a request, handed to its handler.
@@ -75,16 +76,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(shared.clone(), pipeline))
         .with_state(shared)
-}
-
-pub fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    response
 }
 
 /// The path relative to the API root (`company/companies`) when `path` is under this site's
@@ -195,12 +186,7 @@ async fn pipeline(AxState(shared): Shr, request: Request, next: Next) -> Respons
         }
         Some(Fault::TruncatedBody) => {
             shared.log.record(entry);
-            let (parts, body) = response.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-            let half = bytes.slice(..bytes.len() / 2);
-            let mut response = Response::from_parts(parts, Body::from(half));
-            response.headers_mut().remove(header::CONTENT_LENGTH);
-            response
+            first_half(response).await
         }
         Some(Fault::MalformedBody) => {
             shared.log.record(entry);
@@ -257,8 +243,7 @@ fn immediate_response(fault: &Fault) -> Option<Response> {
             response
         }
         Fault::Respond { status, headers, body } => {
-            let mut response = Response::new(Body::from(body.clone()));
-            *response.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+            let mut response = verbatim(*status, body);
             for (name, value) in headers {
                 if let (Ok(name), Ok(value)) =
                     (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))

@@ -70,6 +70,6 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        super::api::json_response(self.status, &self.body)
+        crate::respond::json_response(self.status, &self.body)
     }
 }

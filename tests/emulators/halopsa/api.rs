@@ -25,6 +25,7 @@ use super::server::Shared;
 use super::tokens::Refusal;
 use super::upsert;
 use crate::request_log::{Received, first_named, header_pairs};
+use crate::respond::{first_half, json_response, verbatim};
 
 /// The most rows Halo serves in one page, whatever `page_size` asks (case C01).
 pub const PAGE_CAP: usize = 100;
@@ -87,17 +88,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             "An error has occurred.",
         ),
         Some(Fault::Unauthorized) => unauthorized(),
-        Some(Fault::Respond { status, body }) => {
-            let mut response = Response::new(Body::from(body.clone()));
-            *response.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
-            response
-        }
-        Some(Fault::TruncatedBody) => {
-            let whole = route(&shared, &asked);
-            let (parts, body) = whole.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-            Response::from_parts(parts, Body::from(bytes.slice(..bytes.len() / 2)))
-        }
+        Some(Fault::Respond { status, body }) => verbatim(*status, body),
+        Some(Fault::TruncatedBody) => first_half(route(&shared, &asked)).await,
         Some(Fault::CountMismatch(delta)) => {
             let whole = route(&shared, &asked);
             let (parts, body) = whole.into_parts();
@@ -159,15 +151,6 @@ fn api(shared: &Shared, asked: &Asked<'_>, path: &[&str]) -> Response {
         ),
         _ => not_found(),
     }
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    response
 }
 
 fn text(status: StatusCode, message: &str) -> Response {
