@@ -66,20 +66,29 @@ pub fn refresh_on(journal: &Journal, config: &Config, today: &str) -> anyhow::Re
     let now = now_millis();
     journal.write(|tx| {
         let mut result = Refresh { cards: cards.len(), ..Refresh::default() };
-        let existing: HashMap<String, Card> = tx.scan(&tables::CARDS, "")?.into_iter().collect();
-        for (key, mut card) in cards.iter().map(|c| (c.key.clone(), c.clone())) {
-            match existing.get(&key) {
-                Some(old) if same_content(old, &card) => {}
+        // Stored cards are compared one by one rather than all loaded at once: with thousands
+        // of cards, a second copy of them all doubled the memory a refresh needs.
+        for card in &cards {
+            match tx.get(&tables::CARDS, &card.key)? {
+                Some(old) if same_content(&old, card) => {}
                 _ => {
+                    let mut card = card.clone();
                     card.computed_at = now;
-                    tx.put(&tables::CARDS, &key, &card)?;
+                    tx.put(&tables::CARDS, &card.key, &card)?;
                     result.changed += 1;
                 }
             }
         }
         let keep: BTreeSet<&str> = cards.iter().map(|c| c.key.as_str()).collect();
-        for key in existing.keys().filter(|k| !keep.contains(k.as_str())) {
-            tx.delete(&tables::CARDS, key)?;
+        let mut gone = Vec::new();
+        tx.each(&tables::CARDS, "", &mut |key, _: Card| {
+            if !keep.contains(key) {
+                gone.push(key.to_string());
+            }
+            Ok(())
+        })?;
+        for key in gone {
+            tx.delete(&tables::CARDS, &key)?;
             result.removed += 1;
         }
         Ok::<_, anyhow::Error>(result)
@@ -96,6 +105,9 @@ struct Snapshot {
     companies: HashMap<String, crate::model::Company>,
     products: HashMap<String, crate::model::Product>,
     agreements: HashMap<String, crate::model::Agreement>,
+    /// Ids of each company's active recurring agreements, where a new line could go.
+    recurring_agreements: HashMap<String, Vec<String>>,
+    /// Lines of products some vendor service is mapped to: no other line can count.
     lines: Vec<crate::model::BillingLine>,
     usage: Vec<UsageCount>,
     account_map: HashMap<String, Mapping>,
@@ -118,14 +130,39 @@ fn snapshot(journal: &Journal) -> anyhow::Result<Snapshot> {
         })
         .map(|(name, _)| name.replace(SEP, "/"))
         .collect();
+    let service_map: HashMap<String, Mapping> =
+        tx.scan(&tables::SERVICE_MAPPINGS, "")?.into_iter().collect();
+    let backed: BTreeSet<&str> = service_map
+        .values()
+        .filter_map(|m| match &m.target {
+            Target::Id(p) => Some(p.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut lines = Vec::new();
+    tx.each(&tables::BILLING_LINES, "", &mut |_, line: crate::model::BillingLine| {
+        if backed.contains(line.product_id.as_str()) {
+            lines.push(line);
+        }
+        Ok(())
+    })?;
+    let agreements: HashMap<String, crate::model::Agreement> =
+        tx.scan(&tables::AGREEMENTS, "")?.into_iter().collect();
+    let mut recurring_agreements: HashMap<String, Vec<String>> = HashMap::new();
+    for a in agreements.values() {
+        if a.active && a.recurring && a.seen.retired_at.is_none() {
+            recurring_agreements.entry(a.company_id.clone()).or_default().push(a.id.clone());
+        }
+    }
     Ok(Snapshot {
         companies: tx.scan(&tables::COMPANIES, "")?.into_iter().collect(),
         products: tx.scan(&tables::PRODUCTS, "")?.into_iter().collect(),
-        agreements: tx.scan(&tables::AGREEMENTS, "")?.into_iter().collect(),
-        lines: tx.values(&tables::BILLING_LINES, "")?,
+        agreements,
+        recurring_agreements,
+        lines,
         usage: tx.values(&tables::USAGE, "")?,
         account_map: tx.scan(&tables::ACCOUNT_MAPPINGS, "")?.into_iter().collect(),
-        service_map: tx.scan(&tables::SERVICE_MAPPINGS, "")?.into_iter().collect(),
+        service_map,
         rules: tx.scan(&tables::PRODUCT_RULES, "")?.into_iter().collect(),
         approvals: tx.scan(&tables::APPROVALS, "")?.into_iter().collect(),
         account_names: tx
@@ -362,25 +399,17 @@ fn card_for(
             unit_price = line.unit_price.or(unit_price);
         }
         [] => {
-            let candidates: Vec<&crate::model::Agreement> = snap
-                .agreements
-                .values()
-                .filter(|a| {
-                    a.company_id == company_id
-                        && a.active
-                        && a.recurring
-                        && a.seen.retired_at.is_none()
-                })
-                .collect();
-            match candidates.as_slice() {
-                [agreement] => agreement_id = Some(agreement.id.clone()),
+            let candidates: &[String] =
+                snap.recurring_agreements.get(&company_id).map_or(&[], Vec::as_slice);
+            match candidates {
+                [agreement] => agreement_id = Some(agreement.clone()),
                 [] => {
                     blocked = Some(
                         "the company has no active recurring agreement to add a line to".into(),
                     )
                 }
                 several => {
-                    let mut ids: Vec<&str> = several.iter().map(|a| a.id.as_str()).collect();
+                    let mut ids: Vec<&str> = several.iter().map(String::as_str).collect();
                     ids.sort();
                     blocked = Some(format!(
                         "the company has {} active recurring agreements ({}); add the line in the \
@@ -615,4 +644,86 @@ pub fn approve(
         }
         Ok(approved)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalError;
+    use crate::model::{Agreement, Company, Origin, Seen};
+
+    fn seen() -> Seen {
+        Seen { seen_at: 1, retired_at: None }
+    }
+
+    fn blocked(card: &Card) -> &str {
+        match &card.decision {
+            Decision::Blocked(reason) => reason,
+            other => panic!("card {} is not blocked: {other:?}", card.key),
+        }
+    }
+
+    #[test]
+    fn a_new_line_goes_on_the_only_recurring_agreement_and_several_block_the_card() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tally.toml");
+        std::fs::write(&file, "journal = \"j.redb\"\n").unwrap();
+        let config = Config::load(&file, true).unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        journal
+            .write(|tx| {
+                let file_map =
+                    |id: &str| Mapping { target: Target::Id(id.into()), origin: Origin::File };
+                tx.put(&tables::SERVICE_MAPPINGS, &key2("v", "s"), &file_map("101"))?;
+                for company in ["1", "2", "3"] {
+                    let account = format!("a{company}");
+                    let record = Company {
+                        id: company.into(),
+                        name: format!("Company {company}"),
+                        identifier: None,
+                        active: true,
+                        deleted: false,
+                        billable: true,
+                        updated_at: None,
+                        seen: seen(),
+                    };
+                    tx.put(&tables::COMPANIES, company, &record)?;
+                    tx.put(&tables::ACCOUNT_MAPPINGS, &key2("v", &account), &file_map(company))?;
+                    let usage = UsageCount {
+                        vendor: "v".into(),
+                        account_id: account.clone(),
+                        service_id: "s".into(),
+                        quantity: Decimal::from(5),
+                        received_at: 1,
+                        previous: Vec::new(),
+                    };
+                    tx.put(&tables::USAGE, &tables::key3("v", "s", &account), &usage)?;
+                }
+                // Company 1: one recurring agreement beside a one-time one; company 2: two
+                // recurring ones; company 3: none.
+                for (id, company, recurring) in
+                    [("10", "1", true), ("11", "1", false), ("20", "2", true), ("21", "2", true)]
+                {
+                    let agreement = Agreement {
+                        id: id.into(),
+                        company_id: company.into(),
+                        name: "Managed Services".into(),
+                        active: true,
+                        recurring,
+                        updated_at: None,
+                        seen: seen(),
+                    };
+                    tx.put(&tables::AGREEMENTS, id, &agreement)?;
+                }
+                Ok::<_, JournalError>(())
+            })
+            .unwrap();
+
+        let cards = compute(&journal, &config, "2026-01-01").unwrap();
+        let card = |company: &str| cards.iter().find(|c| c.company_id == company).unwrap();
+        assert_eq!(card("1").status, CardStatus::New);
+        assert_eq!(card("1").agreement_id.as_deref(), Some("10"));
+        assert!(blocked(card("2")).contains("2 active recurring agreements (20, 21)"));
+        assert!(blocked(card("3")).contains("no active recurring agreement"));
+    }
 }
