@@ -125,7 +125,9 @@ async fn run_streams(
     let lookback = config.lookback.as_secs();
     let concurrency = listing_concurrency(&handshake, config);
     let listings = concurrency * LISTINGS_PER_REQUEST_SLOT;
-    let commits = GroupCommit::start(journal.clone())?;
+    // A transaction takes the endings of half the listings going; the other half keep the
+    // request slots busy meanwhile.
+    let commits = GroupCommit::start(journal.clone(), listings / 2)?;
     let ctx = StreamCtx { journal, config, psa, options, lookback, counters: &counters, progress };
 
     progress.streams(top.len() as u64);
@@ -166,6 +168,7 @@ async fn run_streams(
         tally(&mut report, results);
     }
     drop(commits);
+    release_freed_memory();
 
     report.records = counters.records.load(Ordering::Relaxed);
     report.changed = counters.changed.load(Ordering::Relaxed);
@@ -223,9 +226,21 @@ pub async fn apply(journal: &Journal, config: &Config, psa: &impl Psa) -> anyhow
     Ok(applied)
 }
 
-/// Listings kept going per request the PSA allows in flight: while one waits for its end to be
-/// committed, another has a request out.
-const LISTINGS_PER_REQUEST_SLOT: usize = 2;
+/// Listings kept going per request the PSA allows in flight: while some wait for their end to
+/// be committed together, others have requests out.
+const LISTINGS_PER_REQUEST_SLOT: usize = 4;
+
+/// Hands memory freed by the listings back to the system before reconciling. Pages are decoded
+/// on many threads, and glibc keeps what each thread freed in that thread's arena, where the
+/// reconciliation that follows (on another thread) cannot reuse it: a large MSP's sync held
+/// both at once, about 70 MB more than it needed.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 fn listing_concurrency(handshake: &sdk::Handshake, config: &Config) -> usize {
     let hint = handshake.limits.max_concurrency.max(1);

@@ -19,6 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rust_decimal::Decimal;
@@ -193,11 +194,13 @@ pub struct Ended {
     pub finish: Option<Finish>,
 }
 
-/// Commits the endings of concurrent listings together, on a thread of its own: each
-/// transaction takes every ending queued while the previous one was committing. A batch that
-/// fails is retried one ending at a time, so each listing gets its own answer and a failed
-/// ending never takes another's writes with it. Billing lines are indexed by agreement once,
-/// when the first agreement's lines may retire, rather than read whole for every agreement.
+/// Commits the endings of concurrent listings together, on a thread of its own. A transaction
+/// starts once `batch` endings wait (the caller keeps more listings going than that, so others
+/// keep requests in flight meanwhile) or [`LINGER`] after the first one arrived, whichever
+/// comes first. A batch that fails is retried one ending at a time, so each listing gets its
+/// own answer and a failed ending never takes another's writes with it. Billing lines are
+/// indexed by agreement once, when the first agreement's lines may retire, rather than read
+/// whole for every agreement.
 pub struct GroupCommit {
     queue: Option<mpsc::Sender<Job>>,
     worker: Option<JoinHandle<()>>,
@@ -208,15 +211,20 @@ struct Job {
     reply: tokio::sync::oneshot::Sender<anyhow::Result<Ended>>,
 }
 
-/// The most endings one transaction takes.
-const MAX_BATCH: usize = 256;
+/// The longest an ending waits for others to share its transaction. Every commit of a
+/// multi-writer journal is durable and also rewrites the allocator's state, so its cost grows
+/// with the journal; a large MSP's full sync spent a fifth of its CPU time committing endings
+/// one or two at a time.
+pub const LINGER: Duration = Duration::from_millis(50);
 
 impl GroupCommit {
-    pub fn start(journal: Journal) -> anyhow::Result<GroupCommit> {
+    /// Starts the commit thread; a transaction takes up to `batch` endings (at least one).
+    pub fn start(journal: Journal, batch: usize) -> anyhow::Result<GroupCommit> {
         let (queue, jobs) = mpsc::channel::<Job>();
+        let batch = batch.max(1);
         let worker = std::thread::Builder::new()
             .name("journal-commit".to_string())
-            .spawn(move || commit_batches(&journal, &jobs))
+            .spawn(move || commit_batches(&journal, &jobs, batch))
             .context("cannot start the journal's commit thread")?;
         Ok(GroupCommit { queue: Some(queue), worker: Some(worker) })
     }
@@ -242,13 +250,16 @@ impl Drop for GroupCommit {
     }
 }
 
-fn commit_batches(journal: &Journal, jobs: &mpsc::Receiver<Job>) {
+fn commit_batches(journal: &Journal, jobs: &mpsc::Receiver<Job>, size: usize) {
     let mut lines: Option<LineIndex> = None;
     while let Ok(first) = jobs.recv() {
+        let until = Instant::now() + LINGER;
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
+        while batch.len() < size {
+            let wait = until.saturating_duration_since(Instant::now());
+            match jobs.recv_timeout(wait) {
                 Ok(job) => batch.push(job),
+                // Time is up, or every sender is gone: commit what there is.
                 Err(_) => break,
             }
         }
@@ -742,7 +753,7 @@ mod tests {
         let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
-            let commits = GroupCommit::start(journal.clone()).unwrap();
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
             let (a, b) = futures_util::join!(
                 full_listing(&journal, &commits, "10", &["1", "2", "3"]),
                 full_listing(&journal, &commits, "20", &["4", "5"]),
@@ -770,7 +781,7 @@ mod tests {
         let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
-            let commits = GroupCommit::start(journal.clone()).unwrap();
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
             full_listing(&journal, &commits, "10", &["1", "2"]).await;
             std::thread::sleep(std::time::Duration::from_millis(5));
             // Both old lines are gone, but six new ones came: 2 of 8 is under the 50 % guard.
@@ -795,7 +806,7 @@ mod tests {
 
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let ended = runtime.block_on(async {
-            let commits = GroupCommit::start(journal.clone()).unwrap();
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
             commits
                 .end(Ending {
                     stream: "companies".to_string(),
