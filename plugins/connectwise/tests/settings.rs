@@ -131,7 +131,7 @@ fn handshake_describes_streams_capabilities_and_limits() {
         vec![Capability::ReadLine, Capability::SetQuantity, Capability::CreateLine]
     );
     assert_eq!(handshake.secret_settings, vec!["public_key", "private_key", "client_id"]);
-    assert_eq!(handshake.limits.max_concurrency, 4);
+    assert_eq!(handshake.limits.max_concurrency, 8);
     assert_eq!(handshake.limits.max_page_size, Some(1000));
 
     let streams: Vec<(&str, RecordKind, bool, Option<&str>)> = handshake
