@@ -148,6 +148,9 @@ async fn run_streams(
         .await,
     );
     tally(&mut report, results);
+    // The top-level pages are the largest (a thousand rows each); what decoding them freed is
+    // not needed by the many small pages of the child listings.
+    release_freed_memory();
 
     for child in children {
         let parent = child.parent.as_deref().unwrap_or_default();
@@ -230,10 +233,10 @@ pub async fn apply(journal: &Journal, config: &Config, psa: &impl Psa) -> anyhow
 /// be committed together, others have requests out.
 const LISTINGS_PER_REQUEST_SLOT: usize = 4;
 
-/// Hands memory freed by the listings back to the system before reconciling. Pages are decoded
-/// on many threads, and glibc keeps what each thread freed in that thread's arena, where the
-/// reconciliation that follows (on another thread) cannot reuse it: a large MSP's sync held
-/// both at once, about 70 MB more than it needed.
+/// Hands memory freed by the listings back to the system. Pages are decoded on many threads,
+/// and glibc keeps what each thread freed in that thread's arena, where the next phase (the
+/// child listings, then reconciliation on another thread) cannot reuse it: a large MSP's sync
+/// held every phase's garbage at once, about 70 MB more than it needed.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the system; it has no preconditions.
