@@ -168,7 +168,7 @@ pub fn tokens(key: &str) -> Vec<&str> {
     words
 }
 
-/// The name with every invisible or unusual space shown as `<U+XXXX>`, for mismatch displays:
+/// The name with every invisible or unusual space shown as `<U+00A0>` (hex code point), for mismatch displays:
 /// `Contoso<U+00A0>Ltd`.
 pub fn visible(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
