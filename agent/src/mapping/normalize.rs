@@ -168,8 +168,8 @@ pub fn tokens(key: &str) -> Vec<&str> {
     words
 }
 
-/// The name with every invisible or unusual space shown as `<U+00A0>` (hex code point), for mismatch displays:
-/// `Contoso<U+00A0>Ltd`.
+/// The name with every invisible or unusual space shown as its code point, for mismatch
+/// displays: `Contoso<U+00A0>Ltd`.
 pub fn visible(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
