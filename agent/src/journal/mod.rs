@@ -109,7 +109,10 @@ impl Journal {
         }
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-            .set_cache_size(64 * 1024 * 1024)
+            // The operating system caches the file too; a larger cache here only raised the
+            // peak memory of a large MSP's first sync (by 56 MB at 64 MiB) without speeding
+            // anything up.
+            .set_cache_size(16 * 1024 * 1024)
             .create(&path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen
