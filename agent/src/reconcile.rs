@@ -69,14 +69,13 @@ pub fn refresh_on(journal: &Journal, config: &Config, today: &str) -> anyhow::Re
         // Stored cards are compared one by one rather than all loaded at once: with thousands
         // of cards, a second copy of them all doubled the memory a refresh needs.
         for card in &cards {
-            match tx.get(&tables::CARDS, &card.key)? {
-                Some(old) if same_content(&old, card) => {}
-                _ => {
-                    let mut card = card.clone();
-                    card.computed_at = now;
-                    tx.put(&tables::CARDS, &card.key, &card)?;
-                    result.changed += 1;
-                }
+            let unchanged =
+                tx.get(&tables::CARDS, &card.key)?.is_some_and(|old| same_content(old, card));
+            if !unchanged {
+                let mut card = card.clone();
+                card.computed_at = now;
+                tx.put(&tables::CARDS, &card.key, &card)?;
+                result.changed += 1;
             }
         }
         let keep: BTreeSet<&str> = cards.iter().map(|c| c.key.as_str()).collect();
@@ -95,10 +94,10 @@ pub fn refresh_on(journal: &Journal, config: &Config, today: &str) -> anyhow::Re
     })
 }
 
-fn same_content(a: &Card, b: &Card) -> bool {
-    let mut b = b.clone();
-    b.computed_at = a.computed_at;
-    *a == b
+/// Whether a stored card says what a computed one says (when it was computed aside).
+fn same_content(mut stored: Card, computed: &Card) -> bool {
+    stored.computed_at = computed.computed_at;
+    stored == *computed
 }
 
 struct Snapshot {
