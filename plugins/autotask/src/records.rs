@@ -276,13 +276,10 @@ fn decimal(
 ) -> Result<Option<Decimal>, PluginError> {
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.get().trim();
-    if text == "null" {
-        return Ok(None);
-    }
-    let text = text.trim_matches('"');
-    Decimal::from_str_exact(text).or_else(|_| Decimal::from_scientific(text)).map(Some).map_err(
-        |_| errors::bad_row(endpoint, format!("row {id}: {field} `{text}` is not a number")),
-    )
+    tally_plugin_sdk::decimal::from_json_text(text).map_err(|()| {
+        let text = text.trim_matches('"');
+        errors::bad_row(endpoint, format!("row {id}: {field} `{text}` is not a number"))
+    })
 }
 
 /// A text field that Autotask may write as a string or a number.

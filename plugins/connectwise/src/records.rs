@@ -6,7 +6,6 @@
 //! never read a number through `f64`, never decide what is in force today, and never panic on
 //! a row: a row it cannot read is an error naming the row.
 
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -257,16 +256,8 @@ pub fn billing_line(
     Ok(Row { id, updated_at, record })
 }
 
-/// Reads a decimal from JSON text: a number as written (`1.75`, `4E+1`) or a string holding
-/// one. Never through `f64`.
-pub fn parse_decimal(text: &str) -> Option<Decimal> {
-    let text = text.trim();
-    if text.contains(['e', 'E']) {
-        Decimal::from_scientific(text).ok()
-    } else {
-        Decimal::from_str_exact(text).ok()
-    }
-}
+/// Reads a decimal from JSON text, exactly (see `tally_plugin_sdk::decimal`).
+pub use tally_plugin_sdk::decimal::parse as parse_decimal;
 
 fn optional_decimal(
     raw: Option<&RawValue>,
@@ -276,11 +267,7 @@ fn optional_decimal(
 ) -> Result<Option<Quantity>, PluginError> {
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.get().trim();
-    if text == "null" {
-        return Ok(None);
-    }
-    let unquoted = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
-    parse_decimal(unquoted).map(|value| Some(Quantity(value))).ok_or_else(|| {
+    tally_plugin_sdk::decimal::from_json_text(text).map(|value| value.map(Quantity)).map_err(|()| {
         errors::bad_row(endpoint, format!("row {id}: `{field}` is {text}, not a decimal number"))
     })
 }

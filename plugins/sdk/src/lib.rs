@@ -17,6 +17,7 @@
 //! ```
 
 pub mod abi;
+pub mod decimal;
 pub mod messages;
 pub mod runtime;
 pub mod settings;
