@@ -12,7 +12,6 @@
 //! This module must never read a number through `f64`, never decide what is in force today,
 //! and never panic on a row: a row it cannot read is an error naming the row.
 
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
