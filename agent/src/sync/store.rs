@@ -543,10 +543,10 @@ fn put_raw(
     tx: &redb::WriteTransaction,
     kind: &str,
     id: &str,
-    raw: &Option<serde_json::Value>,
+    raw: &Option<sdk::RawJson>,
 ) -> anyhow::Result<()> {
     if let Some(raw) = raw {
-        tx.put(&tables::RAW, &tables::key2(kind, id), &raw.to_string())?;
+        tx.put(&tables::RAW, &tables::key2(kind, id), &raw.get().to_string())?;
     }
     Ok(())
 }

@@ -11,7 +11,9 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tally_plugin_sdk::{Agreement, BillingLine, Company, PluginError, Product, Quantity, Record};
+use tally_plugin_sdk::{
+    Agreement, BillingLine, Company, PluginError, Product, Quantity, RawJson, Record,
+};
 use time::Date;
 use time::macros::format_description;
 
@@ -121,8 +123,12 @@ fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue, endpoint: &str) -> Result<T,
     serde_json::from_str(raw.get()).map_err(|error| errors::bad_row(endpoint, error))
 }
 
-fn raw_value(raw: &RawValue) -> Option<Value> {
-    serde_json::from_str(raw.get()).ok()
+fn raw_json(raw: &RawValue) -> Option<RawJson> {
+    Some(RawJson::from_raw(raw))
+}
+
+fn tree(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
 }
 
 /// A company; `billable` only for customers (not prospects, leads, vendors or partners).
@@ -137,7 +143,7 @@ pub fn company(raw: &RawValue, endpoint: &str) -> Result<Row, PluginError> {
         deleted: false,
         billable: row.company_type == Some(COMPANY_TYPE_CUSTOMER),
         updated_at: row.last_activity_date.clone(),
-        raw: raw_value(raw),
+        raw: raw_json(raw),
     });
     Ok(Row { id: row.id, updated_at: row.last_activity_date, record })
 }
@@ -156,7 +162,7 @@ pub fn product(raw: &RawValue, endpoint: &str) -> Result<Row, PluginError> {
         active: row.is_active.unwrap_or(false),
         unit_price,
         updated_at: row.last_modified_date.clone(),
-        raw: raw_value(raw),
+        raw: raw_json(raw),
     });
     Ok(Row { id: row.id, updated_at: row.last_modified_date, record })
 }
@@ -172,7 +178,7 @@ pub fn agreement(raw: &RawValue, endpoint: &str) -> Result<Row, PluginError> {
         active: row.status == Some(CONTRACT_STATUS_ACTIVE),
         recurring: row.contract_type == Some(CONTRACT_TYPE_RECURRING_SERVICE),
         updated_at: None,
-        raw: raw_value(raw),
+        raw: raw_json(raw),
     });
     Ok(Row { id: row.id, updated_at: None, record })
 }
@@ -196,13 +202,7 @@ pub fn contract_service(raw: &RawValue, endpoint: &str) -> Result<ContractServic
         Some(price) => Some(price),
         None => decimal(row.unit_price, "unitPrice", row.id, endpoint)?,
     };
-    Ok(ContractService {
-        id: row.id,
-        contract_id,
-        service_id,
-        unit_price,
-        raw: raw_value(raw).unwrap_or(Value::Null),
-    })
+    Ok(ContractService { id: row.id, contract_id, service_id, unit_price, raw: tree(raw) })
 }
 
 pub fn unit_row(raw: &RawValue, endpoint: &str) -> Result<UnitRow, PluginError> {
@@ -215,15 +215,7 @@ pub fn unit_row(raw: &RawValue, endpoint: &str) -> Result<UnitRow, PluginError> 
     let end = row.end_date.as_deref().and_then(date_of).ok_or_else(|| bad("no endDate"))?;
     let units = decimal(row.units, "units", row.id, endpoint)?.ok_or_else(|| bad("no units"))?;
     let price = decimal(row.price, "price", row.id, endpoint)?;
-    Ok(UnitRow {
-        id: row.id,
-        contract_service_id,
-        start,
-        end,
-        units,
-        price,
-        raw: raw_value(raw).unwrap_or(Value::Null),
-    })
+    Ok(UnitRow { id: row.id, contract_service_id, start, end, units, price, raw: tree(raw) })
 }
 
 /// The unit row in force on `on`: the one whose dates cover it; if rows overlap, the one that
@@ -254,7 +246,7 @@ pub fn billing_line(
         effective_date: unit.map(|u| format_date(u.start)),
         cancelled_date: None,
         updated_at: None,
-        raw: Some(raw),
+        raw: Some(RawJson::from_value(&raw)),
     }
 }
 

@@ -9,7 +9,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tally_plugin_sdk::{Agreement, BillingLine, Company, PluginError, Product, Quantity, Record};
+use tally_plugin_sdk::{
+    Agreement, BillingLine, Company, PluginError, Product, Quantity, RawJson, Record,
+};
 use time::macros::format_description;
 use time::{Date, UtcOffset};
 
@@ -153,7 +155,7 @@ fn company(raw: &RawValue, context: &RowContext<'_>) -> Result<Row, PluginError>
         deleted: row.deleted_flag == Some(true),
         billable: context.settings.include_prospects || !prospect,
         updated_at: updated_at.clone(),
-        raw: Some(raw_value(raw, context.endpoint)?),
+        raw: Some(RawJson::from_raw(raw)),
     });
     Ok(Row { id: row.id, updated_at, record })
 }
@@ -170,7 +172,7 @@ fn product(raw: &RawValue, context: &RowContext<'_>) -> Result<Row, PluginError>
         active: row.inactive_flag != Some(true),
         unit_price,
         updated_at: updated_at.clone(),
-        raw: Some(raw_value(raw, context.endpoint)?),
+        raw: Some(RawJson::from_raw(raw)),
     });
     Ok(Row { id: row.id, updated_at, record })
 }
@@ -199,7 +201,7 @@ fn agreement(raw: &RawValue, context: &RowContext<'_>) -> Result<Row, PluginErro
         active: status_active && row.cancelled_flag != Some(true),
         recurring: has_cycle || context.settings.include_non_recurring,
         updated_at: updated_at.clone(),
-        raw: Some(raw_value(raw, context.endpoint)?),
+        raw: Some(RawJson::from_raw(raw)),
     });
     Ok(Row { id: row.id, updated_at, record })
 }
@@ -251,7 +253,7 @@ pub fn billing_line(
         effective_date,
         cancelled_date,
         updated_at: updated_at.clone(),
-        raw: Some(raw_value(raw, endpoint)?),
+        raw: Some(RawJson::from_raw(raw)),
     });
     Ok(Row { id, updated_at, record })
 }
@@ -302,10 +304,6 @@ fn typed<'a, T: Deserialize<'a>>(raw: &'a RawValue, endpoint: &str) -> Result<T,
 #[derive(Deserialize)]
 struct IdOnly {
     id: Option<Value>,
-}
-
-fn raw_value(raw: &RawValue, endpoint: &str) -> Result<Value, PluginError> {
-    serde_json::from_str(raw.get()).map_err(|error| errors::malformed(endpoint, error))
 }
 
 /// Whether `text`, split into lowercase words, holds one of `words`.

@@ -15,7 +15,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use tally_plugin_sdk::{Agreement, BillingLine, Company, PluginError, Product, Quantity, Record};
+use tally_plugin_sdk::{
+    Agreement, BillingLine, Company, PluginError, Product, Quantity, RawJson, Record,
+};
 use time::Date;
 use time::macros::format_description;
 
@@ -81,7 +83,7 @@ fn company(raw: &RawValue, endpoint: &str) -> Result<Row, PluginError> {
         deleted: false,
         billable: true,
         updated_at: row.last_modified,
-        raw: Some(raw_value(raw, endpoint)?),
+        raw: Some(RawJson::from_raw(raw)),
     });
     Ok(Row { id: row.id, records: vec![record] })
 }
@@ -98,7 +100,7 @@ fn product(raw: &RawValue, endpoint: &str) -> Result<Row, PluginError> {
         active: row.inactive != Some(true),
         unit_price,
         updated_at: row.last_modified,
-        raw: Some(raw_value(raw, endpoint)?),
+        raw: Some(RawJson::from_raw(raw)),
     });
     Ok(Row { id: row.id, records: vec![record] })
 }
@@ -187,7 +189,7 @@ impl Invoice {
             active: self.active,
             recurring: self.recurring,
             updated_at: self.last_modified.clone(),
-            raw: Some(Value::Object(header)),
+            raw: Some(RawJson::from_value(&Value::Object(header))),
         })
     }
 
@@ -232,7 +234,7 @@ impl Invoice {
             effective_date: None,
             cancelled_date,
             updated_at: self.last_modified.clone(),
-            raw: Some(raw_value(line, endpoint)?),
+            raw: Some(RawJson::from_raw(line)),
         }))
     }
 }
@@ -300,8 +302,4 @@ fn typed<'a, T: Deserialize<'a>>(raw: &'a RawValue, endpoint: &str) -> Result<T,
 #[derive(Deserialize)]
 struct IdOnly {
     id: Option<Value>,
-}
-
-fn raw_value(raw: &RawValue, endpoint: &str) -> Result<Value, PluginError> {
-    serde_json::from_str(raw.get()).map_err(|error| errors::malformed(endpoint, error))
 }

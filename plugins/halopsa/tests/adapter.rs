@@ -800,7 +800,7 @@ fn invoices_list_as_agreements_with_their_lines_in_the_same_page() {
     assert_eq!(agreement.company_id, "420");
     assert_eq!(agreement.name, "Synergy Gallery IT Support");
     assert!(agreement.active && agreement.recurring);
-    assert!(agreement.raw.as_ref().is_some_and(|raw| raw.get("lines").is_none()));
+    assert!(agreement.raw.as_ref().is_some_and(|raw| raw.to_value().get("lines").is_none()));
 
     let Record::BillingLine(inactive) = records[1] else { panic!("{:?}", records[1]) };
     assert_eq!(inactive.id, "24963");

@@ -21,6 +21,7 @@ pub mod decimal;
 pub mod messages;
 pub mod runtime;
 pub mod settings;
+mod tagged;
 
 pub use messages::*;
 

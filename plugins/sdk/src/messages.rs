@@ -9,9 +9,12 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::tagged::tagged_enum;
 
 /// What the host asks of the plugin: the JSON given to `invoke`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum Call {
     /// Describe yourself.
@@ -29,7 +32,7 @@ pub enum Call {
 }
 
 /// What `invoke` returns.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Handshake {
@@ -209,7 +212,7 @@ pub struct Checkpoint {
 }
 
 /// What the host feeds an operation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "input", rename_all = "snake_case")]
 pub enum StepInput {
     /// The first step.
@@ -221,7 +224,7 @@ pub enum StepInput {
 }
 
 /// What an operation answers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// Send this request and step with its response.
@@ -236,7 +239,7 @@ pub enum Step {
     Failed { error: PluginError },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "result", rename_all = "snake_case")]
 #[allow(clippy::large_enum_variant)]
 pub enum OpResult {
@@ -392,7 +395,7 @@ impl ErrorKind {
 }
 
 /// One record of the common model.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
     Company(Company),
@@ -432,7 +435,7 @@ pub struct Company {
     pub billable: bool,
     pub updated_at: Option<String>,
     #[serde(default)]
-    pub raw: Option<Value>,
+    pub raw: Option<RawJson>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -445,7 +448,7 @@ pub struct Product {
     pub unit_price: Option<Quantity>,
     pub updated_at: Option<String>,
     #[serde(default)]
-    pub raw: Option<Value>,
+    pub raw: Option<RawJson>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -459,7 +462,7 @@ pub struct Agreement {
     pub recurring: bool,
     pub updated_at: Option<String>,
     #[serde(default)]
-    pub raw: Option<Value>,
+    pub raw: Option<RawJson>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -481,7 +484,7 @@ pub struct BillingLine {
     pub cancelled_date: Option<String>,
     pub updated_at: Option<String>,
     #[serde(default)]
-    pub raw: Option<Value>,
+    pub raw: Option<RawJson>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -508,3 +511,88 @@ pub struct Usage {
 fn yes() -> bool {
     true
 }
+
+/// A record's source JSON, carried as the text the source sent: a plugin copies it from the
+/// response body and the host stores it, and neither builds a tree of it. On the wire it is the
+/// JSON value itself, as before.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// The JSON text of `raw`, copied.
+    pub fn from_raw(raw: &RawValue) -> RawJson {
+        RawJson(raw.to_owned())
+    }
+
+    /// `value` written as JSON text.
+    pub fn from_value(value: &Value) -> RawJson {
+        // A `Value` always encodes, and always as valid JSON.
+        RawJson(serde_json::value::to_raw_value(value).expect("a JSON value encodes"))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The JSON as a tree, for the rare reader that needs one.
+    pub fn to_value(&self) -> Value {
+        // The text was valid JSON when it was made, so it parses.
+        serde_json::from_str(self.0.get()).expect("raw JSON is valid JSON")
+    }
+}
+
+/// Two texts are the same record when they are the same bytes.
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+tagged_enum!(Call, "call" {
+    "handshake" => Handshake,
+    "open" => Open { settings: Value },
+    "close" => Close { session: u64 },
+    "start" => Start { session: u64, operation: Operation },
+    "step" => Step { operation: u64, input: StepInput },
+    "finish" => Finish { operation: u64 },
+});
+
+tagged_enum!(Reply, "reply" {
+    "handshake" => Handshake { handshake: Handshake },
+    "opened" => Opened { session: u64, hosts: Vec<String> },
+    "started" => Started { operation: u64, step: Step },
+    "stepped" => Stepped { step: Step },
+    "done" => Done,
+    "failed" => Failed { error: PluginError },
+});
+
+tagged_enum!(StepInput, "input" {
+    "start" => Start,
+    "response" => Response { response: HttpResponse },
+    "continue" => Continue,
+});
+
+tagged_enum!(Step, "step" {
+    "send" => Send { request: HttpRequest },
+    "page" => Page { records: Vec<Record>, checkpoint: Checkpoint, last: bool },
+    "done" => Done { result: OpResult },
+    "failed" => Failed { error: PluginError },
+});
+
+tagged_enum!(OpResult, "result" {
+    "probed" => Probed { detail: String },
+    "line" => Line { line: BillingLine },
+    "listed" => Listed,
+});
+
+tagged_enum!(Record, "kind" {
+    "company" => Company(Company),
+    "product" => Product(Product),
+    "agreement" => Agreement(Agreement),
+    "billing_line" => BillingLine(BillingLine),
+    "account" => Account(Account),
+    "service" => Service(Service),
+    "usage" => Usage(Usage),
+});
