@@ -26,7 +26,9 @@ pub fn format_millis(at: Millis) -> String {
 /// Fields every PSA record carries in the journal besides its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Seen {
-    /// When a listing last returned this record.
+    /// When a listing last wrote this record as seen. A billing line that a full listing of
+    /// its agreement returned unchanged in the listing's last page keeps its earlier time: that
+    /// listing retires by the lines it delivered, not by this time.
     pub seen_at: Millis,
     /// Set when a complete full listing no longer returned it.
     pub retired_at: Option<Millis>,

@@ -287,3 +287,30 @@ impl Write for WriteTransaction {
         Ok(n)
     }
 }
+
+/// One table opened for the rest of a write transaction's work on it: for loops that read and
+/// write many rows, where opening the table again for every row cost more than the row.
+pub struct Opened<'t, V> {
+    table: redb::Table<'t, &'static str, &'static [u8]>,
+    name: &'static str,
+    _value: PhantomData<fn() -> V>,
+}
+
+impl<'t, V: Serialize + DeserializeOwned> Opened<'t, V> {
+    /// Opens `table` in `tx`. While it is open, the same table cannot be used through `tx`.
+    pub fn open(tx: &'t WriteTransaction, table: &Table<V>) -> Result<Self, JournalError> {
+        Ok(Opened { table: open_write(tx, table)?, name: table.name, _value: PhantomData })
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<V>, JournalError> {
+        match self.table.get(key)? {
+            Some(v) => Ok(Some(decode_value(self.name, key, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put(&mut self, key: &str, value: &V) -> Result<(), JournalError> {
+        self.table.insert(key, codec::encode(value).as_slice())?;
+        Ok(())
+    }
+}

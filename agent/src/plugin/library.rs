@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use libloading::Library;
 use tally_plugin_sdk::abi::{self, PluginApi};
-use tally_plugin_sdk::{Call, Handshake, Reply};
+use tally_plugin_sdk::{Call, Handshake, Reply, StepInput};
 
 use super::error::{HostError, LoadError};
 use super::permissions;
@@ -191,9 +191,14 @@ impl LoadedPlugin {
         })
     }
 
-    /// Calls into the plugin on a blocking thread, so parsing a large page never stalls the
-    /// async runtime.
+    /// Calls into the plugin without stalling the async runtime: a call that hands the plugin
+    /// a large response to parse runs on a blocking thread; any other call (a small page, a
+    /// `continue`, the start or end of an operation) runs here, since handing it to another
+    /// thread and back cost more than the call itself.
     pub async fn call_blocking(self: &Arc<Self>, call: Call) -> Result<Reply, HostError> {
+        if !heavy(&call) {
+            return self.call(&call);
+        }
         let plugin = self.clone();
         let name = call_name(&call);
         match tokio::task::spawn_blocking(move || plugin.call(&call)).await {
@@ -204,6 +209,22 @@ impl LoadedPlugin {
                 detail: format!("the call did not complete: {e}"),
             }),
         }
+    }
+}
+
+/// A response body above this size is parsed on a blocking thread (a page of a thousand rows
+/// is about a megabyte; a page of one agreement's lines a few kilobytes).
+const INLINE_BODY_BYTES: usize = 64 * 1024;
+
+/// Whether a call may take long enough to stall the async runtime.
+fn heavy(call: &Call) -> bool {
+    match call {
+        Call::Step { input: StepInput::Response { response }, .. } => {
+            response.body.len() > INLINE_BODY_BYTES
+        }
+        // Opening runs plugin code of unknown cost once per session.
+        Call::Open { .. } => true,
+        _ => false,
     }
 }
 

@@ -16,7 +16,7 @@
 //! Each listing still waits for its own end to be committed, so a crash loses at most the page
 //! each listing had in flight, never a checkpoint without its records.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use rust_decimal::Decimal;
 use tally_plugin_sdk as sdk;
 
-use crate::journal::tables::{self, Table};
+use crate::journal::tables::{self, Opened, Table};
 use crate::journal::{Journal, Read, Write};
 use crate::model::{self, Listing, Millis, Seen, StreamState, now_millis};
 
@@ -127,7 +127,7 @@ pub fn store_page(
     records: &[sdk::Record],
     checkpoint: &sdk::Checkpoint,
 ) -> anyhow::Result<PageOutcome> {
-    journal.write(|tx| store_page_in(tx, stream, listing, parent_id, records, checkpoint))
+    journal.write(|tx| store_page_in(tx, stream, listing, parent_id, records, checkpoint, true))
 }
 
 fn store_page_in(
@@ -137,18 +137,21 @@ fn store_page_in(
     parent_id: Option<&str>,
     records: &[sdk::Record],
     checkpoint: &sdk::Checkpoint,
+    mark_seen: bool,
 ) -> anyhow::Result<PageOutcome> {
     let now = now_millis();
     let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
     mark_begun(&mut state, listing);
-    let full = state.listing.as_ref().is_some_and(|l| l.full);
+    let mark_seen = mark_seen && state.listing.as_ref().is_some_and(|l| l.full);
     let mut outcome = PageOutcome::default();
+    let mut opened = RecordTables::new(tx);
     for record in records {
         outcome.records += 1;
-        if upsert(tx, record, parent_id, now, full)? {
+        if upsert(&mut opened, record, parent_id, now, mark_seen)? {
             outcome.changed += 1;
         }
     }
+    drop(opened);
     state.checkpoint = checkpoint.clone();
     state.records_read += outcome.records;
     state.pages_read += 1;
@@ -312,6 +315,11 @@ fn end_in(
     ending: &Ending,
     lines: &mut Option<LineIndex>,
 ) -> anyhow::Result<Ended> {
+    // A full listing of one agreement's lines retires by what it delivered (`lines_seen`), so
+    // the lines of its last page, committed with its end, need not be rewritten to say they
+    // were seen: only those that changed are written.
+    let retires_by_seen = matches!(&ending.end, End::Complete { scopes, .. }
+        if scopes.iter().any(|s| matches!(s, Scope::LinesOf(_))));
     let page = match &ending.page {
         Some((records, checkpoint)) => store_page_in(
             tx,
@@ -320,6 +328,7 @@ fn end_in(
             ending.parent_id.as_deref(),
             records,
             checkpoint,
+            !retires_by_seen,
         )?,
         None => PageOutcome::default(),
     };
@@ -331,16 +340,15 @@ fn end_in(
                     if lines.is_none() {
                         *lines = Some(LineIndex::load(tx)?);
                     }
-                    let mut keys = lines
-                        .as_ref()
-                        .and_then(|l| l.0.get(agreement))
-                        .cloned()
-                        .unwrap_or_default();
-                    keys.extend(ending.lines_seen.iter().cloned());
-                    if let Some(index) = lines.as_mut() {
-                        index.0.insert(agreement.clone(), keys.clone());
-                    }
-                    Some(keys)
+                    let index = lines.as_mut().expect("the line index was just loaded");
+                    let known = index.0.entry(agreement.clone()).or_default();
+                    let seen: HashSet<&str> =
+                        ending.lines_seen.iter().map(String::as_str).collect();
+                    let unseen =
+                        known.iter().filter(|k| !seen.contains(k.as_str())).cloned().collect();
+                    let candidates = LineCandidates { unseen, seen: seen.len() as u64 };
+                    known.extend(ending.lines_seen.iter().cloned());
+                    Some(candidates)
                 }
                 _ => None,
             };
@@ -365,9 +373,18 @@ struct Rules<'a> {
     guard_percent: u32,
     confirm: bool,
     now: Millis,
-    /// For [`Scope::LinesOf`]: every line key that may belong to the agreement. Without it, the
+    /// For [`Scope::LinesOf`]: the agreement's lines as this listing left them. Without it, the
     /// whole line table is read.
-    lines_of: Option<&'a BTreeSet<String>>,
+    lines_of: Option<&'a LineCandidates>,
+}
+
+/// The lines of one agreement at the end of its full listing.
+struct LineCandidates {
+    /// Keys of lines the agreement held before that the listing did not deliver: only these
+    /// can retire, and only these are read.
+    unseen: BTreeSet<String>,
+    /// Lines the listing delivered, each written as seen by it.
+    seen: u64,
 }
 
 fn finish_in(
@@ -511,9 +528,9 @@ fn retire(
         Scope::Agreements => retire_in!(tables::AGREEMENTS, |_| true),
         Scope::AllLines => retire_in!(tables::BILLING_LINES, |_| true),
         Scope::LinesOf(agreement) => match rules.lines_of {
-            Some(keys) => {
-                let (mut unseen, mut active) = (Vec::new(), 0);
-                for key in keys {
+            Some(candidates) => {
+                let (mut unseen, mut active) = (Vec::new(), candidates.seen);
+                for key in &candidates.unseen {
                     let Some(line) = tx.get(&tables::BILLING_LINES, key)? else { continue };
                     if line.agreement_id != *agreement || line.seen.retired_at.is_some() {
                         continue;
@@ -538,37 +555,76 @@ fn seen(now: Millis) -> Seen {
     Seen { seen_at: now, retired_at: None }
 }
 
+/// The record tables of one transaction, each opened when a record first needs it and kept
+/// open for the rest of the page.
+struct RecordTables<'t> {
+    tx: &'t redb::WriteTransaction,
+    companies: Option<Opened<'t, model::Company>>,
+    products: Option<Opened<'t, model::Product>>,
+    agreements: Option<Opened<'t, model::Agreement>>,
+    lines: Option<Opened<'t, model::BillingLine>>,
+    raw: Option<Opened<'t, String>>,
+}
+
+impl<'t> RecordTables<'t> {
+    fn new(tx: &'t redb::WriteTransaction) -> Self {
+        RecordTables {
+            tx,
+            companies: None,
+            products: None,
+            agreements: None,
+            lines: None,
+            raw: None,
+        }
+    }
+}
+
+/// The table in `slot`, opened first if it is not yet.
+fn opened<'a, 't, V>(
+    slot: &'a mut Option<Opened<'t, V>>,
+    tx: &'t redb::WriteTransaction,
+    table: &Table<V>,
+) -> anyhow::Result<&'a mut Opened<'t, V>>
+where
+    V: serde::de::DeserializeOwned + serde::Serialize,
+{
+    if slot.is_none() {
+        *slot = Some(Opened::open(tx, table)?);
+    }
+    Ok(slot.as_mut().expect("the table was just opened"))
+}
+
 /// Keeps the source's JSON of a record beside it, when the plugin sent one.
 fn put_raw(
-    tx: &redb::WriteTransaction,
+    rows: &mut RecordTables<'_>,
     kind: &str,
     id: &str,
     raw: &Option<sdk::RawJson>,
 ) -> anyhow::Result<()> {
     if let Some(raw) = raw {
-        tx.put(&tables::RAW, &tables::key2(kind, id), &raw.get().to_string())?;
+        let table = opened(&mut rows.raw, rows.tx, &tables::RAW)?;
+        table.put(&tables::key2(kind, id), &raw.get().to_string())?;
     }
     Ok(())
 }
 
 /// Writes one record unless the journal already holds the same content; returns whether it
-/// changed. In a full listing the record is always rewritten, to mark it seen.
+/// changed. With `mark_seen` (a full listing) the record is always rewritten, to mark it seen.
 fn upsert(
-    tx: &redb::WriteTransaction,
+    rows: &mut RecordTables<'_>,
     record: &sdk::Record,
     parent_id: Option<&str>,
     now: Millis,
-    full: bool,
+    mark_seen: bool,
 ) -> anyhow::Result<bool> {
-    fn put<V: serde::de::DeserializeOwned + serde::Serialize + PartialEq + Clone>(
-        tx: &redb::WriteTransaction,
-        table: &Table<V>,
+    fn put<V: serde::de::DeserializeOwned + serde::Serialize + PartialEq>(
+        table: &mut Opened<'_, V>,
         key: &str,
         mut value: V,
         seen_of: impl Fn(&mut V) -> &mut Seen,
-        full: bool,
+        mark_seen: bool,
     ) -> anyhow::Result<bool> {
-        let changed = match tx.get(table, key)? {
+        let changed = match table.get(key)? {
             Some(mut old) => {
                 // Compare everything but when it was seen; a retired record seen again changes.
                 let seen_now = seen_of(&mut value).clone();
@@ -577,16 +633,16 @@ fn upsert(
             }
             None => true,
         };
-        if changed || full {
-            tx.put(table, key, &value)?;
+        if changed || mark_seen {
+            table.put(key, &value)?;
         }
         Ok(changed)
     }
     let quantity = |q: &sdk::Quantity| -> Decimal { q.0 };
+    let tx = rows.tx;
     let changed = match record {
         sdk::Record::Company(c) => put(
-            tx,
-            &tables::COMPANIES,
+            opened(&mut rows.companies, tx, &tables::COMPANIES)?,
             &c.id,
             model::Company {
                 id: c.id.clone(),
@@ -599,11 +655,10 @@ fn upsert(
                 seen: seen(now),
             },
             |v| &mut v.seen,
-            full,
+            mark_seen,
         ),
         sdk::Record::Product(p) => put(
-            tx,
-            &tables::PRODUCTS,
+            opened(&mut rows.products, tx, &tables::PRODUCTS)?,
             &p.id,
             model::Product {
                 id: p.id.clone(),
@@ -615,11 +670,10 @@ fn upsert(
                 seen: seen(now),
             },
             |v| &mut v.seen,
-            full,
+            mark_seen,
         ),
         sdk::Record::Agreement(a) => put(
-            tx,
-            &tables::AGREEMENTS,
+            opened(&mut rows.agreements, tx, &tables::AGREEMENTS)?,
             &a.id,
             model::Agreement {
                 id: a.id.clone(),
@@ -631,7 +685,7 @@ fn upsert(
                 seen: seen(now),
             },
             |v| &mut v.seen,
-            full,
+            mark_seen,
         ),
         sdk::Record::BillingLine(l) => {
             let agreement_id = if l.agreement_id.is_empty() {
@@ -640,15 +694,15 @@ fn upsert(
                 l.agreement_id.clone()
             };
             let company_id = if l.company_id.is_empty() {
-                tx.get(&tables::AGREEMENTS, &agreement_id)?
+                opened(&mut rows.agreements, tx, &tables::AGREEMENTS)?
+                    .get(&agreement_id)?
                     .map(|a| a.company_id)
                     .unwrap_or_default()
             } else {
                 l.company_id.clone()
             };
             put(
-                tx,
-                &tables::BILLING_LINES,
+                opened(&mut rows.lines, tx, &tables::BILLING_LINES)?,
                 &l.id,
                 model::BillingLine {
                     id: l.id.clone(),
@@ -664,7 +718,7 @@ fn upsert(
                     seen: seen(now),
                 },
                 |v| &mut v.seen,
-                full,
+                mark_seen,
             )
         }
         // Vendor records arrive through intake, not through PSA streams.
@@ -672,10 +726,10 @@ fn upsert(
     }?;
     if changed {
         match record {
-            sdk::Record::Company(c) => put_raw(tx, "company", &c.id, &c.raw)?,
-            sdk::Record::Product(p) => put_raw(tx, "product", &p.id, &p.raw)?,
-            sdk::Record::Agreement(a) => put_raw(tx, "agreement", &a.id, &a.raw)?,
-            sdk::Record::BillingLine(l) => put_raw(tx, "billing_line", &l.id, &l.raw)?,
+            sdk::Record::Company(c) => put_raw(rows, "company", &c.id, &c.raw)?,
+            sdk::Record::Product(p) => put_raw(rows, "product", &p.id, &p.raw)?,
+            sdk::Record::Agreement(a) => put_raw(rows, "agreement", &a.id, &a.raw)?,
+            sdk::Record::BillingLine(l) => put_raw(rows, "billing_line", &l.id, &l.raw)?,
             _ => {}
         }
     }
@@ -689,7 +743,8 @@ pub fn put_line(
     agreement_id: Option<&str>,
     now: Millis,
 ) -> anyhow::Result<bool> {
-    upsert(tx, &sdk::Record::BillingLine(line.clone()), agreement_id, now, false)
+    let mut rows = RecordTables::new(tx);
+    upsert(&mut rows, &sdk::Record::BillingLine(line.clone()), agreement_id, now, false)
 }
 
 #[cfg(test)]

@@ -2,94 +2,84 @@
 //!
 //! serde reads an internally tagged enum by first copying the whole object into a tree of its
 //! own (it cannot know the variant before it has seen the tag), so a page of records was copied
-//! once per level of nesting (reply, step, record) and a record's source JSON could not be kept
-//! as text at all. Here each message is taken as JSON text, its tag is read first (straight from
-//! the opening bytes when, as every Rust plugin and the host write it, the tag comes first;
-//! otherwise by skimming the object), and then the variant's fields are read from the same text
-//! into the variant's own struct. Nothing is copied into an intermediate tree, and a record's
-//! `raw` stays the bytes the source sent.
+//! once per level of nesting (reply, step, record), and a record's source JSON could not be
+//! kept as text at all. Here the object is read as it streams: when its first member is the tag,
+//! as every Rust plugin and the host write it, the rest of the object is read straight into the
+//! variant's fields. When the tag stands elsewhere, the members before it are kept as JSON text
+//! until it is found, and the variant is read from that text: slower, and just as correct.
 //!
-//! These types are therefore read from JSON text only (`serde_json::from_str`, `from_slice`,
-//! `from_reader`), which is the only form the contract has. The wire format is unchanged, the
-//! tag may stand anywhere in the object, and unknown fields are ignored as before.
+//! These types are therefore read from JSON only (`serde_json::from_str`, `from_slice`,
+//! `from_reader`), which is the only form the contract has. The wire format is unchanged, and
+//! unknown members are ignored as before.
 
-use std::fmt;
-
-use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess};
 use serde_json::value::RawValue;
 
-/// One tagged JSON object: its tag and its whole text.
-pub(crate) struct Tagged {
-    pub tag: String,
-    pub raw: Box<RawValue>,
+/// What follows the tag: the rest of the object as it streams, or, when the tag was not first,
+/// the other members as JSON text.
+pub(crate) enum Rest<A> {
+    Live(A),
+    Text(String),
 }
 
-impl Tagged {
-    /// Reads an object whose variant is named by the field `tag_field`.
-    pub fn read<'de, D: Deserializer<'de>>(
-        deserializer: D,
-        tag_field: &'static str,
-    ) -> Result<Tagged, D::Error> {
-        let raw = Box::<RawValue>::deserialize(deserializer)?;
-        let tag = match leading_tag(raw.get(), tag_field) {
-            Some(tag) => tag.to_string(),
-            None => find_tag(raw.get(), tag_field).map_err(de::Error::custom)?,
-        };
-        Ok(Tagged { tag, raw })
+/// Reads the tag named `tag_field` of the object `map` is reading.
+pub(crate) fn split<'de, A: MapAccess<'de>>(
+    mut map: A,
+    tag_field: &'static str,
+) -> Result<(String, Rest<A>), A::Error> {
+    let Some(first) = map.next_key::<String>()? else {
+        return Err(de::Error::missing_field(tag_field));
+    };
+    if first == tag_field {
+        let tag = map.next_value::<String>()?;
+        return Ok((tag, Rest::Live(map)));
     }
-
-    /// The variant's fields, read from the whole object (the tag is an ignored extra field).
-    pub fn fields<T: DeserializeOwned, E: de::Error>(&self) -> Result<T, E> {
-        serde_json::from_str(self.raw.get()).map_err(E::custom)
-    }
-
-    pub fn unknown<E: de::Error>(&self, expected: &'static [&'static str]) -> E {
-        E::unknown_variant(&self.tag, expected)
-    }
-}
-
-/// The tag when the object opens with it: `{"reply":"stepped",...`. A tag with an escape, or
-/// any other layout, is left to [`find_tag`].
-fn leading_tag<'a>(text: &'a str, tag_field: &str) -> Option<&'a str> {
-    let rest = text.trim_start().strip_prefix('{')?.trim_start();
-    let rest = rest.strip_prefix('"')?.strip_prefix(tag_field)?.strip_prefix('"')?;
-    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
-    let end = rest.find(['"', '\\'])?;
-    (rest.as_bytes()[end] == b'"').then(|| &rest[..end])
-}
-
-/// The tag wherever it stands, skimming the other fields without keeping them.
-fn find_tag(text: &str, tag_field: &'static str) -> Result<String, serde_json::Error> {
-    struct Find(&'static str);
-
-    impl<'de> Visitor<'de> for Find {
-        type Value = String;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            write!(f, "an object with a `{}` field", self.0)
+    let mut members: Vec<(String, Box<RawValue>)> = vec![(first, map.next_value()?)];
+    let mut tag = None;
+    while let Some(key) = map.next_key::<String>()? {
+        if key == tag_field && tag.is_none() {
+            tag = Some(map.next_value::<String>()?);
+        } else {
+            members.push((key, map.next_value()?));
         }
+    }
+    let tag = tag.ok_or_else(|| de::Error::missing_field(tag_field))?;
+    let mut text = String::from("{");
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&serde_json::to_string(key).map_err(de::Error::custom)?);
+        text.push(':');
+        text.push_str(value.get());
+    }
+    text.push('}');
+    Ok((tag, Rest::Text(text)))
+}
 
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
-            let mut tag = None;
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == self.0 && tag.is_none() {
-                    tag = Some(map.next_value::<String>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            tag.ok_or_else(|| de::Error::missing_field(self.0))
+impl<'de, A: MapAccess<'de>> Rest<A> {
+    /// The variant's fields, from the rest of the object.
+    pub fn fields<F: DeserializeOwned>(self) -> Result<F, A::Error> {
+        match self {
+            Rest::Live(map) => F::deserialize(MapAccessDeserializer::new(map)),
+            Rest::Text(text) => serde_json::from_str(&text).map_err(de::Error::custom),
         }
     }
 
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    deserializer.deserialize_map(Find(tag_field))
+    /// A variant without fields: the rest of the object is read and ignored.
+    pub fn end(self) -> Result<(), A::Error> {
+        match self {
+            Rest::Live(map) => IgnoredAny::deserialize(MapAccessDeserializer::new(map)).map(drop),
+            Rest::Text(_) => Ok(()),
+        }
+    }
 }
 
 /// Implements `Deserialize` for an internally tagged enum of the contract: each arm names the
 /// tag, the variant, and the variant's fields (struct variants), or a type whose fields are the
-/// whole object (newtype variants), or nothing (unit variants).
+/// rest of the object (newtype variants), or nothing (unit variants).
 macro_rules! tagged_enum {
     (
         $enum:ident, $tag_field:literal {
@@ -98,27 +88,41 @@ macro_rules! tagged_enum {
     ) => {
         impl<'de> ::serde::Deserialize<'de> for $enum {
             fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                const VARIANTS: &[&str] = &[$($tag),*];
-                let tagged = $crate::tagged::Tagged::read(deserializer, $tag_field)?;
-                match tagged.tag.as_str() {
-                    $( $tag => $crate::tagged::tagged_enum!(@variant tagged, $enum, $variant
-                        $( { $($field : $ty),* } )? $( ( $inner ) )? ), )*
-                    _ => Err(tagged.unknown(VARIANTS)),
+                struct Tagged;
+
+                impl<'de> ::serde::de::Visitor<'de> for Tagged {
+                    type Value = $enum;
+
+                    fn expecting(&self, f: &mut ::std::fmt::Formatter) -> ::std::fmt::Result {
+                        f.write_str(concat!("an object with a `", $tag_field, "` member"))
+                    }
+
+                    fn visit_map<A: ::serde::de::MapAccess<'de>>(self, map: A) -> Result<$enum, A::Error> {
+                        const VARIANTS: &[&str] = &[$($tag),*];
+                        let (tag, rest) = $crate::tagged::split(map, $tag_field)?;
+                        match tag.as_str() {
+                            $( $tag => $crate::tagged::tagged_enum!(@variant rest, $enum, $variant
+                                $( { $($field : $ty),* } )? $( ( $inner ) )? ), )*
+                            _ => Err(::serde::de::Error::unknown_variant(&tag, VARIANTS)),
+                        }
+                    }
                 }
+
+                deserializer.deserialize_map(Tagged)
             }
         }
     };
-    (@variant $tagged:ident, $enum:ident, $variant:ident { $($field:ident : $ty:ty),* }) => {{
+    (@variant $rest:ident, $enum:ident, $variant:ident { $($field:ident : $ty:ty),* }) => {{
         #[derive(::serde::Deserialize)]
         struct Fields { $($field: $ty),* }
-        let fields = $tagged.fields::<Fields, D::Error>()?;
+        let fields: Fields = $rest.fields()?;
         Ok($enum::$variant { $($field: fields.$field),* })
     }};
-    (@variant $tagged:ident, $enum:ident, $variant:ident ( $inner:ty )) => {
-        $tagged.fields::<$inner, D::Error>().map($enum::$variant)
+    (@variant $rest:ident, $enum:ident, $variant:ident ( $inner:ty )) => {
+        $rest.fields::<$inner>().map($enum::$variant)
     };
-    (@variant $tagged:ident, $enum:ident, $variant:ident) => {
-        Ok($enum::$variant)
+    (@variant $rest:ident, $enum:ident, $variant:ident) => {
+        $rest.end().map(|()| $enum::$variant)
     };
 }
 
@@ -126,27 +130,6 @@ pub(crate) use tagged_enum;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn the_leading_tag_is_read_from_the_opening_bytes() {
-        assert_eq!(leading_tag(r#"{"reply":"done"}"#, "reply"), Some("done"));
-        assert_eq!(leading_tag(" {\n \"reply\" : \"stepped\", \"x\":1}", "reply"), Some("stepped"));
-        assert_eq!(leading_tag(r#"{"x":1,"reply":"done"}"#, "reply"), None);
-        assert_eq!(leading_tag(r#"{"replyx":"done"}"#, "reply"), None);
-        assert_eq!(leading_tag(r#"{"reply":"do\"ne"}"#, "reply"), None);
-        assert_eq!(leading_tag(r#"{"reply":7}"#, "reply"), None);
-    }
-
-    #[test]
-    fn a_tag_elsewhere_is_found_and_a_missing_one_is_named() {
-        let text = r#"{"x":{"reply":"no"},"y":[1,"reply"],"reply":"done"}"#;
-        assert_eq!(find_tag(text, "reply").unwrap(), "done");
-        let missing = find_tag(r#"{"x":1}"#, "reply").unwrap_err();
-        assert!(missing.to_string().contains("missing field `reply`"), "{missing}");
-        assert!(find_tag("[1]", "reply").is_err());
-    }
-
     #[test]
     fn a_page_is_read_whatever_the_order_and_keeps_each_source_row_as_sent() {
         use crate::{Record, Reply, Step};
@@ -188,5 +171,24 @@ mod tests {
         assert!(missing.to_string().contains("missing field `kind`"), "{missing}");
         let field = serde_json::from_str::<crate::Call>(r#"{"call":"close"}"#).unwrap_err();
         assert!(field.to_string().contains("missing field `session`"), "{field}");
+        let empty = serde_json::from_str::<crate::Reply>("{}").unwrap_err();
+        assert!(empty.to_string().contains("missing field `reply`"), "{empty}");
+        assert!(serde_json::from_str::<crate::Reply>(r#"["done"]"#).is_err());
+        assert!(serde_json::from_str::<crate::Reply>(r#"{"reply":"done"} x"#).is_err());
+    }
+
+    #[test]
+    fn a_unit_variant_ignores_what_follows_its_tag_and_a_tag_elsewhere_is_found() {
+        let done: crate::Reply =
+            serde_json::from_str(r#"{"reply":"done","note":{"a":[1,2]},"b":"x"}"#).unwrap();
+        assert_eq!(done, crate::Reply::Done);
+        let late: crate::Call = serde_json::from_str(
+            r#"{"x":{"call":"no"},"session":4,"y":[1,"call"],"call":"close"}"#,
+        )
+        .unwrap();
+        assert_eq!(late, crate::Call::Close { session: 4 });
+        let escaped: crate::Call =
+            serde_json::from_str(r#"{"ses\u0073ion":4,"call":"close"}"#).unwrap();
+        assert_eq!(escaped, crate::Call::Close { session: 4 });
     }
 }
