@@ -139,6 +139,10 @@ pub trait Read {
         f: &mut dyn FnMut(&str, V) -> Result<(), JournalError>,
     ) -> Result<(), JournalError>;
 
+    /// Opens `table` once for many `get`s. While it is open in a write transaction, the same
+    /// table cannot be used through the transaction.
+    fn lookup<V: DeserializeOwned>(&self, table: &Table<V>) -> Result<Lookup<'_, V>, JournalError>;
+
     fn count<V>(&self, table: &Table<V>) -> Result<u64, JournalError>;
 
     /// The greatest key of a sequence table, as a number.
@@ -174,6 +178,17 @@ where
     Ok(())
 }
 
+fn get_in<T, V>(t: &T, name: &str, key: &str) -> Result<Option<V>, JournalError>
+where
+    T: ReadableTable<&'static str, &'static [u8]>,
+    V: DeserializeOwned,
+{
+    match t.get(key)? {
+        Some(v) => Ok(Some(decode_value(name, key, v.value())?)),
+        None => Ok(None),
+    }
+}
+
 fn last_seq_in<T>(t: &T) -> Result<u64, JournalError>
 where
     T: ReadableTable<&'static str, &'static [u8]>,
@@ -185,18 +200,14 @@ where
 }
 
 macro_rules! read_impl {
-    ($tx:ty, $open:ident) => {
+    ($tx:ty, $open:ident, $handle:path) => {
         impl Read for $tx {
             fn get<V: DeserializeOwned>(
                 &self,
                 table: &Table<V>,
                 key: &str,
             ) -> Result<Option<V>, JournalError> {
-                let t = $open(self, table)?;
-                match t.get(key)? {
-                    Some(v) => Ok(Some(decode_value(table.name, key, v.value())?)),
-                    None => Ok(None),
-                }
+                get_in(&$open(self, table)?, table.name, key)
             }
 
             fn scan<V: DeserializeOwned>(
@@ -219,6 +230,14 @@ macro_rules! read_impl {
                 f: &mut dyn FnMut(&str, V) -> Result<(), JournalError>,
             ) -> Result<(), JournalError> {
                 each_in(&$open(self, table)?, table, prefix, f)
+            }
+
+            fn lookup<V: DeserializeOwned>(
+                &self,
+                table: &Table<V>,
+            ) -> Result<Lookup<'_, V>, JournalError> {
+                let handle = $handle($open(self, table)?);
+                Ok(Lookup { handle, name: table.name, _value: PhantomData })
             }
 
             fn count<V>(&self, table: &Table<V>) -> Result<u64, JournalError> {
@@ -246,8 +265,30 @@ fn open_write<'t, V>(
     Ok(tx.open_table(table.def())?)
 }
 
-read_impl!(ReadTransaction, open_read);
-read_impl!(WriteTransaction, open_write);
+read_impl!(ReadTransaction, open_read, Handle::Read);
+read_impl!(WriteTransaction, open_write, Handle::Write);
+
+/// One table opened for many lookups, in a read or a write transaction: for work that reads a
+/// row or two per item, where opening the table for every row cost more than the row.
+pub struct Lookup<'t, V> {
+    handle: Handle<'t>,
+    name: &'static str,
+    _value: PhantomData<fn() -> V>,
+}
+
+enum Handle<'t> {
+    Read(redb::ReadOnlyTable<&'static str, &'static [u8]>),
+    Write(redb::Table<'t, &'static str, &'static [u8]>),
+}
+
+impl<V: DeserializeOwned> Lookup<'_, V> {
+    pub fn get(&self, key: &str) -> Result<Option<V>, JournalError> {
+        match &self.handle {
+            Handle::Read(t) => get_in(t, self.name, key),
+            Handle::Write(t) => get_in(t, self.name, key),
+        }
+    }
+}
 
 /// Writing, in a write transaction.
 pub trait Write: Read {
@@ -303,14 +344,37 @@ impl<'t, V: Serialize + DeserializeOwned> Opened<'t, V> {
     }
 
     pub fn get(&self, key: &str) -> Result<Option<V>, JournalError> {
-        match self.table.get(key)? {
-            Some(v) => Ok(Some(decode_value(self.name, key, v.value())?)),
-            None => Ok(None),
-        }
+        get_in(&self.table, self.name, key)
     }
 
     pub fn put(&mut self, key: &str, value: &V) -> Result<(), JournalError> {
         self.table.insert(key, codec::encode(value).as_slice())?;
         Ok(())
+    }
+
+    pub fn delete(&mut self, key: &str) -> Result<bool, JournalError> {
+        Ok(self.table.remove(key)?.is_some())
+    }
+
+    /// The keys strictly after `after` and strictly before `before`, in key order; `None` leaves
+    /// that end open. Empty when the ends leave no room between them.
+    pub fn keys_between(
+        &self,
+        after: Option<&str>,
+        before: Option<&str>,
+    ) -> Result<Vec<String>, JournalError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        if let (Some(after), Some(before)) = (after, before)
+            && after >= before
+        {
+            return Ok(Vec::new());
+        }
+        let start = after.map_or(Unbounded, Excluded);
+        let end = before.map_or(Unbounded, Excluded);
+        let mut keys = Vec::new();
+        for row in self.table.range((start, end))? {
+            keys.push(row?.0.value().to_string());
+        }
+        Ok(keys)
     }
 }
