@@ -30,7 +30,10 @@ pub fn sync(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let session = crate::psa::open(&ctx.config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // One thread drives every listing: they wait on the PSA far more than on the CPU, and
+    // worker threads passing each request's wake-ups between them cost more than they gained.
+    // The journal commits on a thread of its own; large pages are parsed on blocking threads.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let options = crate::sync::engine::SyncOptions {
         full: args.full,
         confirm_retire: args.confirm_retire,

@@ -73,6 +73,12 @@ struct Cli {
     /// Keep the working directories (journals, logs, CSV exports) under DIR.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+
+    /// Measure nothing: generate the MSP, serve it from the emulator, set tally up against it
+    /// (under --keep when given), print how to run tally there, and serve until stdin closes
+    /// or Ctrl-C. For profiling one command at a time.
+    #[arg(long)]
+    serve: bool,
 }
 
 /// The results document written to `--out`.
@@ -140,7 +146,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             .with_context(|| format!("--tally {}: no such file", path.display()))?,
         None => build_tally()?,
     };
-    eprintln!("tally-bench: measuring {}", tally_bin.display());
     let options = Options {
         seed: cli.seed,
         size,
@@ -149,6 +154,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         tally_bin,
         keep: cli.keep.clone(),
     };
+    if cli.serve {
+        return steps::serve(&options, &|line| eprintln!("{line}"));
+    }
+    eprintln!("tally-bench: measuring {}", options.tally_bin.display());
     let measurement = steps::measure(&options, &|line| {
         eprintln!("[{:>6.1} s] {line}", started.elapsed().as_secs_f64());
     })?;

@@ -366,6 +366,27 @@ pub fn measure(options: &Options, say: &dyn Fn(&str)) -> anyhow::Result<Measurem
     Ok(Measurement { figures, data, reference })
 }
 
+/// Serves one generated MSP with tally set up against it until stdin closes, printing how to
+/// run tally there.
+pub fn serve(options: &Options, say: &dyn Fn(&str)) -> anyhow::Result<()> {
+    let site = prepare(options, options.size, say)?;
+    site.emulator.set_latency(options.latency);
+    let key = site.emulator.private_key();
+    say(&format!(
+        "serving {} at {} ms per request; run tally there with:\n  cd {} && \\\n  \
+         {PRIVATE_KEY_VAR}={key} {} --config {} sync --full\nclose stdin (Ctrl-D) or press \
+         Ctrl-C to stop",
+        site.emulator.base_url(),
+        options.latency.as_millis(),
+        site.tally.dir.display(),
+        site.tally.bin.display(),
+        site.files.config.display(),
+    ));
+    std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())
+        .context("cannot read stdin")?;
+    Ok(())
+}
+
 fn site_count(data: &DataFacts) -> usize {
     data.size.agreements
 }

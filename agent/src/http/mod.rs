@@ -386,10 +386,11 @@ impl Executor {
                 limit: self.max_body_bytes,
             })
         };
-        if response.content_length().is_some_and(|n| n > self.max_body_bytes as u64) {
+        let length = response.content_length();
+        if length.is_some_and(|n| n > self.max_body_bytes as u64) {
             return Err(too_large());
         }
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(length.unwrap_or(0) as usize);
         while let Some(chunk) =
             response.chunk().await.map_err(|e| self.classify(e, request, shown))?
         {

@@ -318,7 +318,7 @@ async fn list_stream<P: Psa>(
                 Some(listing) => listing.full,
                 None => options.full || !stream.incremental || state.last_complete_at.is_none(),
             };
-            let state = store::begin_listing(journal, &key, full)?;
+            let state = store::begin(state, full);
             let listing = state
                 .listing
                 .clone()

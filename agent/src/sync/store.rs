@@ -97,14 +97,18 @@ pub fn stream_state(journal: &Journal, stream: &str) -> anyhow::Result<StreamSta
 /// to resume from). The returned state's `listing` is the one to pass to the calls that store
 /// the listing's pages and its end; a new listing is written only with the first of them.
 pub fn begin_listing(journal: &Journal, stream: &str, full: bool) -> anyhow::Result<StreamState> {
-    let mut state = stream_state(journal, stream)?;
+    Ok(begin(stream_state(journal, stream)?, full))
+}
+
+/// [`begin_listing`] on a state already read.
+pub fn begin(mut state: StreamState, full: bool) -> StreamState {
     if state.listing.is_none() {
         let mut from = state.checkpoint.clone();
         from.page_token = None;
         let listing = Listing { started_at: now_millis(), full, records: 0, pages: 0, from };
         mark_begun(&mut state, &listing);
     }
-    Ok(state)
+    state
 }
 
 /// Marks `listing` as under way in `state`, unless a listing already is.
@@ -127,21 +131,33 @@ pub fn store_page(
     records: &[sdk::Record],
     checkpoint: &sdk::Checkpoint,
 ) -> anyhow::Result<PageOutcome> {
-    journal.write(|tx| store_page_in(tx, stream, listing, parent_id, records, checkpoint, true))
+    journal.write(|tx| {
+        let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
+        let page = Page { parent_id, records, checkpoint };
+        let outcome = store_page_in(tx, &mut state, listing, &page, true)?;
+        tx.put(&tables::STREAMS, stream, &state)?;
+        Ok(outcome)
+    })
 }
 
+/// One page of a listing, as the plugin handed it over.
+struct Page<'a> {
+    parent_id: Option<&'a str>,
+    records: &'a [sdk::Record],
+    checkpoint: &'a sdk::Checkpoint,
+}
+
+/// Stores one page's records and moves `state` past it; the caller writes `state`.
 fn store_page_in(
     tx: &redb::WriteTransaction,
-    stream: &str,
+    state: &mut StreamState,
     listing: &Listing,
-    parent_id: Option<&str>,
-    records: &[sdk::Record],
-    checkpoint: &sdk::Checkpoint,
+    page: &Page<'_>,
     mark_seen: bool,
 ) -> anyhow::Result<PageOutcome> {
+    let Page { parent_id, records, checkpoint } = *page;
     let now = now_millis();
-    let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
-    mark_begun(&mut state, listing);
+    mark_begun(state, listing);
     let mark_seen = mark_seen && state.listing.as_ref().is_some_and(|l| l.full);
     let mut outcome = PageOutcome::default();
     let mut opened = RecordTables::new(tx);
@@ -159,7 +175,6 @@ fn store_page_in(
         listing.records += outcome.records;
         listing.pages += 1;
     }
-    tx.put(&tables::STREAMS, stream, &state)?;
     Ok(outcome)
 }
 
@@ -320,16 +335,13 @@ fn end_in(
     // were seen: only those that changed are written.
     let retires_by_seen = matches!(&ending.end, End::Complete { scopes, .. }
         if scopes.iter().any(|s| matches!(s, Scope::LinesOf(_))));
+    // The stream's state is read once and written once, after the page and the end.
+    let mut state: StreamState = tx.get(&tables::STREAMS, &ending.stream)?.unwrap_or_default();
     let page = match &ending.page {
-        Some((records, checkpoint)) => store_page_in(
-            tx,
-            &ending.stream,
-            &ending.listing,
-            ending.parent_id.as_deref(),
-            records,
-            checkpoint,
-            !retires_by_seen,
-        )?,
+        Some((records, checkpoint)) => {
+            let page = Page { parent_id: ending.parent_id.as_deref(), records, checkpoint };
+            store_page_in(tx, &mut state, &ending.listing, &page, !retires_by_seen)?
+        }
         None => PageOutcome::default(),
     };
     let finish = match &ending.end {
@@ -358,13 +370,14 @@ fn end_in(
                 now: now_millis(),
                 lines_of: candidates.as_ref(),
             };
-            Some(finish_in(tx, &ending.stream, &ending.listing, scopes, &rules)?)
+            Some(finish_in(tx, &mut state, &ending.listing, scopes, &rules)?)
         }
         End::Failed { error } => {
-            fail_in(tx, &ending.stream, &ending.listing, error)?;
+            fail_in(&mut state, &ending.listing, error);
             None
         }
     };
+    tx.put(&tables::STREAMS, &ending.stream, &state)?;
     Ok(Ended { page, finish })
 }
 
@@ -387,17 +400,18 @@ struct LineCandidates {
     seen: u64,
 }
 
+/// Ends a complete listing in `state`, retiring what a full one did not see (within the
+/// guard); the caller writes `state`.
 fn finish_in(
     tx: &redb::WriteTransaction,
-    stream: &str,
+    state: &mut StreamState,
     begun: &Listing,
     scopes: &[Scope],
     rules: &Rules<'_>,
 ) -> anyhow::Result<Finish> {
     let (guard_percent, now) = (rules.guard_percent, rules.now);
     {
-        let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
-        mark_begun(&mut state, begun);
+        mark_begun(state, begun);
         let Some(listing) = state.listing.take() else {
             return Ok(Finish::Complete { retired: 0 });
         };
@@ -436,25 +450,16 @@ fn finish_in(
                 state.last_error_at = Some(now);
             }
         }
-        tx.put(&tables::STREAMS, stream, &state)?;
         Ok(finish)
     }
 }
 
-/// Marks a listing that stopped part-way: its checkpoint stays at the last stored page, and
-/// nothing is retired. The next sync resumes it.
-fn fail_in(
-    tx: &redb::WriteTransaction,
-    stream: &str,
-    begun: &Listing,
-    error: &str,
-) -> anyhow::Result<()> {
-    let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
-    mark_begun(&mut state, begun);
+/// Marks a listing that stopped part-way in `state`: its checkpoint stays at the last stored
+/// page, and nothing is retired. The next sync resumes it.
+fn fail_in(state: &mut StreamState, begun: &Listing, error: &str) {
+    mark_begun(state, begun);
     state.last_error = Some(error.to_string());
     state.last_error_at = Some(now_millis());
-    tx.put(&tables::STREAMS, stream, &state)?;
-    Ok(())
 }
 
 /// Retires what `scope` holds that the listing did not see, or with `dry_run` only checks
