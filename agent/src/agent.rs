@@ -535,16 +535,18 @@ fn render_metrics(journal: &Journal, metrics: &Metrics) -> anyhow::Result<String
         "1 while a stream's last listing is incomplete.",
         &incomplete,
     );
-    let outbox: Vec<crate::model::OutboxEntry> = tx.values(&tables::OUTBOX, "")?;
-    let open = outbox.iter().filter(|e| e.state.is_open()).count() as u64;
+    let mut open = 0;
+    tx.each(&tables::OUTBOX, "", &mut |_, entry: crate::model::OutboxEntry| {
+        open += u64::from(entry.state.is_open());
+        Ok(())
+    })?;
     gauge(
         &mut out,
         "tally_outbox_depth",
         "Writes decided but not yet confirmed by the PSA.",
         &[(String::new(), open)],
     );
-    let cards: Vec<crate::model::Card> = tx.values(&tables::CARDS, "")?;
-    let summary = crate::report::summarize(&cards);
+    let summary = crate::report::summarize_journal(&tx)?;
     let by_status: Vec<(String, u64)> = summary
         .by_status
         .iter()

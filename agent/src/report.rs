@@ -97,15 +97,42 @@ pub struct Summary {
 }
 
 pub fn summarize(cards: &[Card]) -> Summary {
-    let mut summary = Summary { cards: cards.len(), ..Summary::default() };
-    for status in CardStatus::ALL {
-        summary.by_status.insert(status.as_str(), 0);
+    let mut tally = Tally::new();
+    cards.iter().for_each(|card| tally.add(card));
+    tally.summary()
+}
+
+/// The summary of every card in the journal, read one card at a time.
+pub fn summarize_journal(tx: &impl Read) -> Result<Summary, crate::journal::JournalError> {
+    let mut tally = Tally::new();
+    tx.each(&tables::CARDS, "", &mut |_, card: Card| {
+        tally.add(&card);
+        Ok(())
+    })?;
+    Ok(tally.summary())
+}
+
+/// A summary being counted.
+struct Tally {
+    summary: Summary,
+    stake: Decimal,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        let mut summary = Summary::default();
+        for status in CardStatus::ALL {
+            summary.by_status.insert(status.as_str(), 0);
+        }
+        Tally { summary, stake: Decimal::ZERO }
     }
-    let mut stake = Decimal::ZERO;
-    for card in cards {
+
+    fn add(&mut self, card: &Card) {
+        let summary = &mut self.summary;
+        summary.cards += 1;
         *summary.by_status.entry(card.status.as_str()).or_default() += 1;
         if let Some(m) = money(card) {
-            stake += m.abs();
+            self.stake += m.abs();
         }
         match card.decision {
             Decision::Held(_) => summary.held += 1,
@@ -113,8 +140,11 @@ pub fn summarize(cards: &[Card]) -> Summary {
             _ => {}
         }
     }
-    summary.money_at_stake_per_month = stake.round_dp(2).to_string();
-    summary
+
+    fn summary(mut self) -> Summary {
+        self.summary.money_at_stake_per_month = self.stake.round_dp(2).to_string();
+        self.summary
+    }
 }
 
 impl Summary {

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::journal::tables::{self, SEP};
 use crate::journal::{Journal, Read, codec};
 use crate::model::{
-    Card, MappingFileState, OutboxEntry, OutboxState, StreamState, SyncRun, format_millis,
+    MappingFileState, OutboxEntry, OutboxState, StreamState, SyncRun, format_millis,
 };
 
 /// The agent's own description of itself, next to the journal while it runs.
@@ -138,7 +138,6 @@ pub fn document(journal: &Journal, config: &Config) -> anyhow::Result<Value> {
         }));
     }
 
-    let outbox: Vec<OutboxEntry> = tx.values(&tables::OUTBOX, "")?;
     let mut outbox_counts: BTreeMap<&str, usize> = BTreeMap::new();
     for state in [
         OutboxState::Intent,
@@ -149,9 +148,10 @@ pub fn document(journal: &Journal, config: &Config) -> anyhow::Result<Value> {
     ] {
         outbox_counts.insert(state.as_str(), 0);
     }
-    for entry in &outbox {
+    tx.each(&tables::OUTBOX, "", &mut |_, entry: OutboxEntry| {
         *outbox_counts.entry(entry.state.as_str()).or_default() += 1;
-    }
+        Ok(())
+    })?;
 
     let runs: Vec<SyncRun> = tx.values(&tables::SYNC_RUNS, "")?;
     let current = runs.iter().rev().find(|r| r.finished_at.is_none() && alive(r.pid));
@@ -161,8 +161,7 @@ pub fn document(journal: &Journal, config: &Config) -> anyhow::Result<Value> {
         .get(&tables::STATE, crate::mapping::resolve::STATE_KEY)?
         .and_then(|bytes| codec::decode(&bytes).ok());
 
-    let cards: Vec<Card> = tx.values(&tables::CARDS, "")?;
-    let summary = crate::report::summarize(&cards);
+    let summary = crate::report::summarize_journal(&tx)?;
     drop(tx);
 
     let integrations = crate::intake::integrations::integration_rows(journal)?;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tally_agent::config::Config;
 use tally_agent::journal::tables::{self, SEP};
 use tally_agent::journal::{FORMAT_VERSION, Journal, JournalError, Read, Write, force_version};
-use tally_agent::model::{Account, now_millis};
+use tally_agent::model::{Account, BillingLine, Seen, now_millis};
 
 const CHILD_ENV: &str = "TALLY_TEST_JOURNAL_WRITER";
 
@@ -224,6 +224,47 @@ fn an_older_journal_is_migrated_in_one_transaction() {
     // Every table exists after the migration.
     assert_eq!(tx.count(&tables::OUTBOX).unwrap(), 0);
     assert_eq!(tx.count(&tables::CARDS).unwrap(), 0);
+}
+
+#[test]
+fn a_format_1_journal_gets_its_billing_lines_indexed_by_agreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    {
+        let journal = Journal::open(&path, None).unwrap();
+        // Lines as format 1 stored them: in their own table only.
+        journal
+            .write(|tx| {
+                for (id, agreement) in [("11", "500"), ("12", "500"), ("21", "600")] {
+                    let line = BillingLine {
+                        id: id.into(),
+                        agreement_id: agreement.into(),
+                        company_id: "7".into(),
+                        product_id: "101".into(),
+                        quantity: 3.into(),
+                        included_quantity: None,
+                        unit_price: None,
+                        effective_date: None,
+                        cancelled_date: None,
+                        updated_at: None,
+                        seen: Seen { seen_at: now_millis(), retired_at: None },
+                    };
+                    tx.put(&tables::BILLING_LINES, id, &line)?;
+                }
+                Ok::<_, JournalError>(())
+            })
+            .unwrap();
+        force_version(&journal, 1).unwrap();
+    }
+    let journal = Journal::open(&path, None).unwrap();
+    let tx = journal.read().unwrap();
+    let index: Vec<String> =
+        tx.scan(&tables::LINES_BY_AGREEMENT, "").unwrap().into_iter().map(|(k, ())| k).collect();
+    assert_eq!(index, [format!("500{SEP}11"), format!("500{SEP}12"), format!("600{SEP}21")]);
+    assert_eq!(
+        tx.get(&tables::META, "format_version").unwrap(),
+        Some(FORMAT_VERSION.to_le_bytes().to_vec())
+    );
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

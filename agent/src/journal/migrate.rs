@@ -10,20 +10,29 @@ use super::tables::{self, META, Read, Write};
 use super::{Journal, JournalError};
 
 /// The journal format this build writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const VERSION_KEY: &str = "format_version";
 
 /// Migration `i` takes a journal from format `i` to format `i + 1`.
 type Migration = fn(&WriteTransaction) -> Result<(), JournalError>;
 
-const MIGRATIONS: [Migration; 1] = [create_tables];
+const MIGRATIONS: [Migration; 2] = [create_tables, index_lines_by_agreement];
 
 /// Format 0 is a new, empty file: create every table.
 fn create_tables(tx: &WriteTransaction) -> Result<(), JournalError> {
     for name in tables::ALL_TABLES {
         tables::create_table(tx, name)?;
     }
+    Ok(())
+}
+
+/// Format 2 indexes every billing line under its agreement.
+fn index_lines_by_agreement(tx: &WriteTransaction) -> Result<(), JournalError> {
+    let mut index = tables::Opened::open(tx, &tables::LINES_BY_AGREEMENT)?;
+    tx.each(&tables::BILLING_LINES, "", &mut |key, line: crate::model::BillingLine| {
+        index.put(&tables::key2(&line.agreement_id, key), &())
+    })?;
     Ok(())
 }
 

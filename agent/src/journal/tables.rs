@@ -68,13 +68,18 @@ pub const APPROVALS: Table<model::Approval> = Table::new("approvals");
 /// The source's JSON of each PSA record (`kind<SEP>id`), kept apart so that reading records
 /// for reconciliation never loads it.
 pub const RAW: Table<String> = Table::new("raw_records");
+/// Every billing line under its agreement (`agreement<SEP>line`, no value): what a full
+/// listing of one agreement's lines reads to find the lines it no longer returned, so that no
+/// sync holds an index of every line in memory. Kept in step with `psa_billing_lines` by the
+/// sync's store.
+pub const LINES_BY_AGREEMENT: Table<()> = Table::new("psa_lines_by_agreement");
 /// The last calls each vendor integration made to the intake API, by integration name.
 pub const INTAKE_CONTACTS: Table<model::IntakeContact> = Table::new("intake_contacts");
 /// Small single records by name, such as the mapping file state.
 pub const STATE: Table<Vec<u8>> = Table::new("state");
 
 /// Names of every table, created together by the first migration.
-pub const ALL_TABLES: [&str; 21] = [
+pub const ALL_TABLES: [&str; 22] = [
     META.name,
     COMPANIES.name,
     PRODUCTS.name,
@@ -94,6 +99,7 @@ pub const ALL_TABLES: [&str; 21] = [
     PRODUCT_RULES.name,
     APPROVALS.name,
     RAW.name,
+    LINES_BY_AGREEMENT.name,
     INTAKE_CONTACTS.name,
     STATE.name,
 ];
@@ -354,6 +360,20 @@ impl<'t, V: Serialize + DeserializeOwned> Opened<'t, V> {
 
     pub fn delete(&mut self, key: &str) -> Result<bool, JournalError> {
         Ok(self.table.remove(key)?.is_some())
+    }
+
+    /// The keys that start with `prefix`, in key order.
+    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, JournalError> {
+        let mut keys = Vec::new();
+        for row in self.table.range(prefix..)? {
+            let (key, _) = row?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            keys.push(key.to_string());
+        }
+        Ok(keys)
     }
 
     /// The keys strictly after `after` and strictly before `before`, in key order; `None` leaves

@@ -268,21 +268,27 @@ fn tally(report: &mut SyncReport, results: Vec<Result<(), String>>) {
 /// The ids a child stream is listed for: every record of the parent kind not retired.
 fn parent_ids(journal: &Journal, kind: sdk::RecordKind) -> anyhow::Result<Vec<String>> {
     let tx = journal.read()?;
-    Ok(match kind {
-        sdk::RecordKind::Agreement => tx
-            .values(&tables::AGREEMENTS, "")?
-            .into_iter()
-            .filter(|a| a.seen.retired_at.is_none())
-            .map(|a| a.id)
-            .collect(),
-        sdk::RecordKind::Company => tx
-            .values(&tables::COMPANIES, "")?
-            .into_iter()
-            .filter(|c| c.seen.retired_at.is_none())
-            .map(|c| c.id)
-            .collect(),
-        _ => Vec::new(),
-    })
+    let mut ids = Vec::new();
+    match kind {
+        sdk::RecordKind::Agreement => {
+            tx.each(&tables::AGREEMENTS, "", &mut |_, a: crate::model::Agreement| {
+                if a.seen.retired_at.is_none() {
+                    ids.push(a.id);
+                }
+                Ok(())
+            })?
+        }
+        sdk::RecordKind::Company => {
+            tx.each(&tables::COMPANIES, "", &mut |_, c: crate::model::Company| {
+                if c.seen.retired_at.is_none() {
+                    ids.push(c.id);
+                }
+                Ok(())
+            })?
+        }
+        _ => {}
+    }
+    Ok(ids)
 }
 
 /// What every listing of one sync shares.

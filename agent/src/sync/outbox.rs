@@ -11,6 +11,8 @@
 //! A line that someone changed in the PSA since the card was computed is not overwritten: the
 //! entry becomes a conflict and the card is recomputed at the next sync.
 
+use std::collections::HashSet;
+
 use rust_decimal::Decimal;
 use tally_plugin_sdk as sdk;
 
@@ -35,41 +37,51 @@ pub struct Applied {
 /// open for its line. Returns how many were queued.
 pub fn queue(journal: &Journal) -> anyhow::Result<usize> {
     journal.write(|tx| {
-        let cards: Vec<Card> = tx.values(&tables::CARDS, "")?;
-        let open: Vec<OutboxEntry> = tx
-            .values(&tables::OUTBOX, "")?
-            .into_iter()
-            .filter(|e: &OutboxEntry| e.state.is_open())
-            .collect();
+        // Cards and entries are read one at a time: a large MSP has tens of thousands of cards
+        // and the outbox keeps every entry it ever held.
+        let mut busy: HashSet<(String, String)> = HashSet::new();
+        tx.each(&tables::OUTBOX, "", &mut |_, entry: OutboxEntry| {
+            if entry.state.is_open() {
+                busy.insert((entry.company_id, entry.product_id));
+            }
+            Ok(())
+        })?;
+        let mut due: Vec<Due> = Vec::new();
+        tx.each(&tables::CARDS, "", &mut |_, card: Card| {
+            if card.decision != Decision::Apply {
+                return Ok(());
+            }
+            if let (Some(target), Some(agreement_id)) = (card.target, card.agreement_id) {
+                due.push(Due {
+                    key: card.key,
+                    company_id: card.company_id,
+                    product_id: card.product_id,
+                    agreement_id,
+                    line_id: card.line_id.unwrap_or_default(),
+                    psa_quantity: card.psa_quantity,
+                    target,
+                });
+            }
+            Ok(())
+        })?;
         let mut queued = 0;
-        for card in cards.iter().filter(|c| c.decision == Decision::Apply) {
-            let (Some(target), Some(agreement)) = (card.target, card.agreement_id.clone()) else {
-                continue;
-            };
-            let line = card.line_id.clone().unwrap_or_default();
-            let busy = open
-                .iter()
-                .any(|e| e.company_id == card.company_id && e.product_id == card.product_id);
-            if busy {
+        for card in due {
+            if !busy.insert((card.company_id.clone(), card.product_id.clone())) {
                 continue;
             }
-            let decided_by = if tx
-                .get(&tables::APPROVALS, &card.key)?
-                .is_some_and(|a| a.target == target)
-            {
-                tx.get(&tables::APPROVALS, &card.key)?.map(|a| a.approved_by).unwrap_or_default()
-            } else {
-                "policy".to_string()
+            let decided_by = match tx.get(&tables::APPROVALS, &card.key)? {
+                Some(approval) if approval.target == card.target => approval.approved_by,
+                _ => "policy".to_string(),
             };
             let now = now_millis();
             tx.append(&tables::OUTBOX, |id| OutboxEntry {
                 id,
-                company_id: card.company_id.clone(),
-                product_id: card.product_id.clone(),
-                agreement_id: agreement.clone(),
-                line_id: line.clone(),
+                company_id: card.company_id,
+                product_id: card.product_id,
+                agreement_id: card.agreement_id,
+                line_id: card.line_id,
                 old_quantity: card.psa_quantity,
-                target_quantity: target,
+                target_quantity: card.target,
                 effective_date: reconcile::today(),
                 decided_by,
                 created_at: now,
@@ -84,14 +96,26 @@ pub fn queue(journal: &Journal) -> anyhow::Result<usize> {
     })
 }
 
+/// What a card decided to apply needs to become an outbox intent.
+struct Due {
+    key: String,
+    company_id: String,
+    product_id: String,
+    agreement_id: String,
+    line_id: String,
+    psa_quantity: Option<Decimal>,
+    target: Decimal,
+}
+
 /// Applies every open entry, oldest first.
 pub async fn process(journal: &Journal, psa: &impl Psa) -> anyhow::Result<Applied> {
-    let open: Vec<OutboxEntry> = journal
-        .read()?
-        .values(&tables::OUTBOX, "")?
-        .into_iter()
-        .filter(|e: &OutboxEntry| e.state.is_open())
-        .collect();
+    let mut open: Vec<OutboxEntry> = Vec::new();
+    journal.read()?.each(&tables::OUTBOX, "", &mut |_, entry: OutboxEntry| {
+        if entry.state.is_open() {
+            open.push(entry);
+        }
+        Ok(())
+    })?;
     let mut applied = Applied::default();
     for entry in open {
         let span = tracing::info_span!("outbox", id = entry.id, line = %entry.line_id);

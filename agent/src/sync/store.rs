@@ -16,7 +16,7 @@
 //! Each listing still waits for its own end to be committed, so a crash loses at most the page
 //! each listing had in flight, never a checkpoint without its records.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -216,9 +216,7 @@ pub struct Ended {
 /// starts once `batch` endings wait (the caller keeps more listings going than that, so others
 /// keep requests in flight meanwhile) or [`LINGER`] after the first one arrived, whichever
 /// comes first. A batch that fails is retried one ending at a time, so each listing gets its
-/// own answer and a failed ending never takes another's writes with it. Billing lines are
-/// indexed by agreement once, when the first agreement's lines may retire, rather than read
-/// whole for every agreement.
+/// own answer and a failed ending never takes another's writes with it.
 pub struct GroupCommit {
     queue: Option<mpsc::Sender<Job>>,
     worker: Option<JoinHandle<()>>,
@@ -269,7 +267,6 @@ impl Drop for GroupCommit {
 }
 
 fn commit_batches(journal: &Journal, jobs: &mpsc::Receiver<Job>, size: usize) {
-    let mut lines: Option<LineIndex> = None;
     while let Ok(first) = jobs.recv() {
         let until = Instant::now() + LINGER;
         let mut batch = vec![first];
@@ -282,10 +279,7 @@ fn commit_batches(journal: &Journal, jobs: &mpsc::Receiver<Job>, size: usize) {
             }
         }
         let together = journal.write(|tx| {
-            batch
-                .iter()
-                .map(|job| end_in(tx, &job.ending, &mut lines))
-                .collect::<Result<Vec<_>, _>>()
+            batch.iter().map(|job| end_in(tx, &job.ending)).collect::<Result<Vec<_>, _>>()
         });
         match together {
             Ok(results) => {
@@ -299,10 +293,8 @@ fn commit_batches(journal: &Journal, jobs: &mpsc::Receiver<Job>, size: usize) {
                     endings = batch.len(),
                     "a batch of listing ends failed; committing them one by one"
                 );
-                // Whatever the failed transaction read into the index may not have been kept.
-                lines = None;
                 for job in batch {
-                    let result = journal.write(|tx| end_in(tx, &job.ending, &mut lines));
+                    let result = journal.write(|tx| end_in(tx, &job.ending));
                     let _ = job.reply.send(result);
                 }
             }
@@ -310,26 +302,7 @@ fn commit_batches(journal: &Journal, jobs: &mpsc::Receiver<Job>, size: usize) {
     }
 }
 
-/// Billing line keys by agreement, read once: retiring one agreement's lines then reads only
-/// those lines. (Reading every line for every agreement made a full sync quadratic.)
-struct LineIndex(HashMap<String, BTreeSet<String>>);
-
-impl LineIndex {
-    fn load(tx: &redb::WriteTransaction) -> anyhow::Result<LineIndex> {
-        let mut index: HashMap<String, BTreeSet<String>> = HashMap::new();
-        tx.each(&tables::BILLING_LINES, "", &mut |key, line: model::BillingLine| {
-            index.entry(line.agreement_id).or_default().insert(key.to_string());
-            Ok(())
-        })?;
-        Ok(LineIndex(index))
-    }
-}
-
-fn end_in(
-    tx: &redb::WriteTransaction,
-    ending: &Ending,
-    lines: &mut Option<LineIndex>,
-) -> anyhow::Result<Ended> {
+fn end_in(tx: &redb::WriteTransaction, ending: &Ending) -> anyhow::Result<Ended> {
     // A full listing of one agreement's lines retires by what it delivered (`lines_seen`), so
     // the lines of its last page, committed with its end, need not be rewritten to say they
     // were seen: only those that changed are written.
@@ -346,21 +319,21 @@ fn end_in(
     };
     let finish = match &ending.end {
         End::Complete { scopes, guard_percent, confirm_retire } => {
-            // The agreement's lines when the index was read, and those this listing stored.
+            // The agreement's lines in the journal (this listing's pages included), less those
+            // the listing delivered: only these may retire.
             let candidates = match scopes.iter().find(|s| matches!(s, Scope::LinesOf(_))) {
                 Some(Scope::LinesOf(agreement)) if ending.listing.full => {
-                    if lines.is_none() {
-                        *lines = Some(LineIndex::load(tx)?);
-                    }
-                    let index = lines.as_mut().expect("the line index was just loaded");
-                    let known = index.0.entry(agreement.clone()).or_default();
                     let seen: HashSet<&str> =
                         ending.lines_seen.iter().map(String::as_str).collect();
-                    let unseen =
-                        known.iter().filter(|k| !seen.contains(k.as_str())).cloned().collect();
-                    let candidates = LineCandidates { unseen, seen: seen.len() as u64 };
-                    known.extend(ending.lines_seen.iter().cloned());
-                    Some(candidates)
+                    let index = Opened::open(tx, &tables::LINES_BY_AGREEMENT)?;
+                    let prefix = tables::key2(agreement, "");
+                    let unseen = index
+                        .keys_with_prefix(&prefix)?
+                        .into_iter()
+                        .map(|key| key[prefix.len()..].to_string())
+                        .filter(|line| !seen.contains(line.as_str()))
+                        .collect();
+                    Some(LineCandidates { unseen, seen: seen.len() as u64 })
                 }
                 _ => None,
             };
@@ -386,16 +359,16 @@ struct Rules<'a> {
     guard_percent: u32,
     confirm: bool,
     now: Millis,
-    /// For [`Scope::LinesOf`]: the agreement's lines as this listing left them. Without it, the
-    /// whole line table is read.
+    /// For [`Scope::LinesOf`]: the agreement's lines as this listing left them. Without them
+    /// (a listing that is not full), nothing of the agreement retires.
     lines_of: Option<&'a LineCandidates>,
 }
 
 /// The lines of one agreement at the end of its full listing.
 struct LineCandidates {
-    /// Keys of lines the agreement held before that the listing did not deliver: only these
-    /// can retire, and only these are read.
-    unseen: BTreeSet<String>,
+    /// Keys of the agreement's lines that the listing did not deliver: only these can retire,
+    /// and only these are read.
+    unseen: Vec<String>,
     /// Lines the listing delivered, each written as seen by it.
     seen: u64,
 }
@@ -547,11 +520,7 @@ fn retire(
                 }
                 retire_in!(tables::BILLING_LINES, unseen, active)
             }
-            None => {
-                let agreement = agreement.clone();
-                retire_in!(tables::BILLING_LINES, move |l: &model::BillingLine| l.agreement_id
-                    == agreement)
-            }
+            None => Ok(Finish::Complete { retired: 0 }),
         },
     }
 }
@@ -568,6 +537,7 @@ struct RecordTables<'t> {
     products: Option<Opened<'t, model::Product>>,
     agreements: Option<Opened<'t, model::Agreement>>,
     lines: Option<Opened<'t, model::BillingLine>>,
+    lines_by_agreement: Option<Opened<'t, ()>>,
     raw: Option<Opened<'t, String>>,
 }
 
@@ -579,6 +549,7 @@ impl<'t> RecordTables<'t> {
             products: None,
             agreements: None,
             lines: None,
+            lines_by_agreement: None,
             raw: None,
         }
     }
@@ -622,26 +593,28 @@ fn upsert(
     now: Millis,
     mark_seen: bool,
 ) -> anyhow::Result<bool> {
+    /// Whether the record changed, and the journal's copy before this write (with the new
+    /// seen time).
     fn put<V: serde::de::DeserializeOwned + serde::Serialize + PartialEq>(
         table: &mut Opened<'_, V>,
         key: &str,
         mut value: V,
         seen_of: impl Fn(&mut V) -> &mut Seen,
         mark_seen: bool,
-    ) -> anyhow::Result<bool> {
-        let changed = match table.get(key)? {
-            Some(mut old) => {
+    ) -> anyhow::Result<(bool, Option<V>)> {
+        let mut old = table.get(key)?;
+        let changed = match old.as_mut() {
+            Some(old) => {
                 // Compare everything but when it was seen; a retired record seen again changes.
-                let seen_now = seen_of(&mut value).clone();
-                seen_of(&mut old).seen_at = seen_now.seen_at;
-                old != value
+                seen_of(old).seen_at = seen_of(&mut value).seen_at;
+                *old != value
             }
             None => true,
         };
         if changed || mark_seen {
             table.put(key, &value)?;
         }
-        Ok(changed)
+        Ok((changed, old))
     }
     let quantity = |q: &sdk::Quantity| -> Decimal { q.0 };
     let tx = rows.tx;
@@ -661,7 +634,8 @@ fn upsert(
             },
             |v| &mut v.seen,
             mark_seen,
-        ),
+        )
+        .map(|(changed, _)| changed),
         sdk::Record::Product(p) => put(
             opened(&mut rows.products, tx, &tables::PRODUCTS)?,
             &p.id,
@@ -676,7 +650,8 @@ fn upsert(
             },
             |v| &mut v.seen,
             mark_seen,
-        ),
+        )
+        .map(|(changed, _)| changed),
         sdk::Record::Agreement(a) => put(
             opened(&mut rows.agreements, tx, &tables::AGREEMENTS)?,
             &a.id,
@@ -691,7 +666,8 @@ fn upsert(
             },
             |v| &mut v.seen,
             mark_seen,
-        ),
+        )
+        .map(|(changed, _)| changed),
         sdk::Record::BillingLine(l) => {
             let agreement_id = if l.agreement_id.is_empty() {
                 parent_id.unwrap_or_default().to_string()
@@ -706,12 +682,13 @@ fn upsert(
             } else {
                 l.company_id.clone()
             };
-            put(
+            let index_key = tables::key2(&agreement_id, &l.id);
+            let (changed, old) = put(
                 opened(&mut rows.lines, tx, &tables::BILLING_LINES)?,
                 &l.id,
                 model::BillingLine {
                     id: l.id.clone(),
-                    agreement_id,
+                    agreement_id: agreement_id.clone(),
                     company_id,
                     product_id: l.product_id.clone(),
                     quantity: l.quantity.0,
@@ -724,7 +701,17 @@ fn upsert(
                 },
                 |v| &mut v.seen,
                 mark_seen,
-            )
+            )?;
+            // Keep the line listed under the agreement it is on now.
+            let moved = old.as_ref().map(|old| old.agreement_id != agreement_id);
+            if moved != Some(false) {
+                let index = opened(&mut rows.lines_by_agreement, tx, &tables::LINES_BY_AGREEMENT)?;
+                if let Some(old) = &old {
+                    index.delete(&tables::key2(&old.agreement_id, &l.id))?;
+                }
+                index.put(&index_key, &())?;
+            }
+            Ok(changed)
         }
         // Vendor records arrive through intake, not through PSA streams.
         sdk::Record::Account(_) | sdk::Record::Service(_) | sdk::Record::Usage(_) => Ok(false),
@@ -833,6 +820,39 @@ mod tests {
         }
         let state = stream_state(&journal, &key("10")).unwrap();
         assert!(state.listing.is_none() && state.last_full_at.is_some());
+    }
+
+    #[test]
+    fn a_line_that_moved_to_another_agreement_retires_with_neither() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            full_listing(&journal, &commits, "20", &["3"]).await;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            // Line 2 now shows under agreement 20, so agreement 10 no longer owns it.
+            full_listing(&journal, &commits, "20", &["3", "2"]).await;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let ten = full_listing(&journal, &commits, "10", &["1"]).await;
+            assert_eq!(ten.finish, Some(Finish::Complete { retired: 0 }));
+        });
+        let tx = journal.read().unwrap();
+        let index: Vec<String> = tx
+            .scan(&tables::LINES_BY_AGREEMENT, "")
+            .unwrap()
+            .into_iter()
+            .map(|(k, ())| k)
+            .collect();
+        let expected: Vec<String> = [("10", "1"), ("20", "2"), ("20", "3")]
+            .iter()
+            .map(|(a, l)| tables::key2(a, l))
+            .collect();
+        assert_eq!(index, expected);
+        for id in ["1", "2", "3"] {
+            assert!(!retired(&journal, id), "line {id} was retired");
+        }
     }
 
     #[test]
