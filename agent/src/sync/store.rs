@@ -539,6 +539,8 @@ struct RecordTables<'t> {
     lines: Option<Opened<'t, model::BillingLine>>,
     lines_by_agreement: Option<Opened<'t, ()>>,
     raw: Option<Opened<'t, String>>,
+    /// The company of the agreement last looked up: a page of lines is one agreement's.
+    agreement_company: Option<(String, String)>,
 }
 
 impl<'t> RecordTables<'t> {
@@ -551,6 +553,7 @@ impl<'t> RecordTables<'t> {
             lines: None,
             lines_by_agreement: None,
             raw: None,
+            agreement_company: None,
         }
     }
 }
@@ -675,10 +678,17 @@ fn upsert(
                 l.agreement_id.clone()
             };
             let company_id = if l.company_id.is_empty() {
-                opened(&mut rows.agreements, tx, &tables::AGREEMENTS)?
-                    .get(&agreement_id)?
-                    .map(|a| a.company_id)
-                    .unwrap_or_default()
+                match &rows.agreement_company {
+                    Some((agreement, company)) if *agreement == agreement_id => company.clone(),
+                    _ => {
+                        let company = opened(&mut rows.agreements, tx, &tables::AGREEMENTS)?
+                            .get(&agreement_id)?
+                            .map(|a| a.company_id)
+                            .unwrap_or_default();
+                        rows.agreement_company = Some((agreement_id.clone(), company.clone()));
+                        company
+                    }
+                }
             } else {
                 l.company_id.clone()
             };
