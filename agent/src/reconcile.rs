@@ -877,6 +877,16 @@ mod tests {
         Seen { seen_at: 1, retired_at: None }
     }
 
+    /// A default config and a new journal in a temporary directory.
+    fn scratch() -> (tempfile::TempDir, Config, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tally.toml");
+        std::fs::write(&file, "journal = \"j.redb\"\n").unwrap();
+        let config = Config::load(&file, true).unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        (dir, config, journal)
+    }
+
     fn blocked(card: &Card) -> &str {
         match &card.decision {
             Decision::Blocked(reason) => reason,
@@ -886,11 +896,7 @@ mod tests {
 
     #[test]
     fn a_new_line_goes_on_the_only_recurring_agreement_and_several_block_the_card() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tally.toml");
-        std::fs::write(&file, "journal = \"j.redb\"\n").unwrap();
-        let config = Config::load(&file, true).unwrap();
-        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        let (_dir, config, journal) = scratch();
         journal
             .write(|tx| {
                 let file_map =
@@ -1008,11 +1014,7 @@ mod tests {
 
     #[test]
     fn a_refresh_rewrites_only_changed_cards_and_removes_those_no_longer_computed() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tally.toml");
-        std::fs::write(&file, "journal = \"j.redb\"\n").unwrap();
-        let config = Config::load(&file, true).unwrap();
-        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        let (_dir, config, journal) = scratch();
         let usage = |account: &str, quantity: i64| UsageCount {
             vendor: "v".into(),
             account_id: account.into(),
@@ -1058,11 +1060,7 @@ mod tests {
 
     #[test]
     fn several_lines_in_force_are_named_on_the_card_and_future_lines_noted() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tally.toml");
-        std::fs::write(&file, "journal = \"j.redb\"\n").unwrap();
-        let config = Config::load(&file, true).unwrap();
-        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        let (_dir, config, journal) = scratch();
         let line = |id: &str, product: &str, quantity: i64, effective: Option<&str>| BillingLine {
             id: id.into(),
             agreement_id: "10".into(),

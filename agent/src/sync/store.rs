@@ -799,6 +799,14 @@ mod tests {
             .unwrap()
     }
 
+    /// A new journal in a temporary directory, and a runtime to drive listings on.
+    fn scratch() -> (tempfile::TempDir, Journal, tokio::runtime::Runtime) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        (dir, journal, runtime)
+    }
+
     fn retired(journal: &Journal, id: &str) -> bool {
         let line = journal.read().unwrap().get(&tables::BILLING_LINES, id).unwrap().unwrap();
         line.seen.retired_at.is_some()
@@ -806,9 +814,7 @@ mod tests {
 
     #[test]
     fn grouped_endings_retire_only_the_lines_their_agreement_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (_dir, journal, runtime) = scratch();
         runtime.block_on(async {
             let commits = GroupCommit::start(journal.clone(), 4).unwrap();
             let (a, b) = futures_util::join!(
@@ -834,9 +840,7 @@ mod tests {
 
     #[test]
     fn a_line_that_moved_to_another_agreement_retires_with_neither() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (_dir, journal, runtime) = scratch();
         runtime.block_on(async {
             let commits = GroupCommit::start(journal.clone(), 4).unwrap();
             full_listing(&journal, &commits, "10", &["1", "2"]).await;
@@ -867,9 +871,7 @@ mod tests {
 
     #[test]
     fn the_guard_counts_the_lines_the_listing_stored_as_well() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (_dir, journal, runtime) = scratch();
         runtime.block_on(async {
             let commits = GroupCommit::start(journal.clone(), 4).unwrap();
             full_listing(&journal, &commits, "10", &["1", "2"]).await;
