@@ -105,7 +105,12 @@ impl Psa for PluginSession {
         on_page: &mut (dyn FnMut(Page) -> anyhow::Result<()> + Send),
     ) -> Result<sdk::OpResult, PsaError> {
         let outcome = PluginSession::run(self, operation, |page: plugin::Page| {
-            on_page(Page { records: page.records, checkpoint: page.checkpoint, last: page.last })
+            on_page(Page {
+                records: page.records,
+                checkpoint: page.checkpoint,
+                last: page.last,
+                source: page.source,
+            })
         })
         .await
         .map_err(convert)?;

@@ -55,6 +55,13 @@ fn sync_fills_the_journal_and_a_quick_sync_costs_one_request_per_listing() {
     );
     let merged = tx.get(&tables::COMPANIES, &CONTOSO_MERGED.to_string()).unwrap().unwrap();
     assert!(merged.deleted, "a merged company is stored as deleted (C12)");
+    // Each record's source JSON is kept as the PSA sent it: the plugin names the row's place in
+    // the response body, and the host stores that part of the body.
+    for (kind, id) in [("company", FABRIKAM.to_string()), ("billing_line", "11".to_string())] {
+        let text = tx.get(&tables::RAW, &tables::key2(kind, &id)).unwrap().unwrap();
+        let row: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(row["id"].to_string(), id, "{kind} {id}: {text}");
+    }
     drop(tx);
 
     // Nothing changed upstream: one request per listing, plus one per agreement's lines.

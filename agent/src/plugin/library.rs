@@ -196,18 +196,37 @@ impl LoadedPlugin {
     /// `continue`, the start or end of an operation) runs here, since handing it to another
     /// thread and back cost more than the call itself.
     pub async fn call_blocking(self: &Arc<Self>, call: Call) -> Result<Reply, HostError> {
+        self.call_back(call).await.0
+    }
+
+    /// [`call_blocking`](Self::call_blocking), handing the call back afterwards (the caller
+    /// keeps the response body it passed).
+    pub async fn call_back(self: &Arc<Self>, call: Call) -> (Result<Reply, HostError>, Call) {
         if !heavy(&call) {
-            return self.call(&call);
+            let reply = self.call(&call);
+            return (reply, call);
         }
         let plugin = self.clone();
         let name = call_name(&call);
-        match tokio::task::spawn_blocking(move || plugin.call(&call)).await {
-            Ok(result) => result,
-            Err(e) => Err(HostError::Malformed {
-                plugin: self.handshake.name.clone(),
-                call: name,
-                detail: format!("the call did not complete: {e}"),
-            }),
+        let kept = match &call {
+            Call::Step { operation, .. } => Call::Finish { operation: *operation },
+            _ => Call::Handshake,
+        };
+        match tokio::task::spawn_blocking(move || {
+            let reply = plugin.call(&call);
+            (reply, call)
+        })
+        .await
+        {
+            Ok(answered) => answered,
+            Err(e) => {
+                let error = HostError::Malformed {
+                    plugin: self.handshake.name.clone(),
+                    call: name,
+                    detail: format!("the call did not complete: {e}"),
+                };
+                (Err(error), kept)
+            }
         }
     }
 }

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 use tally_plugin_sdk::{
-    Call, Checkpoint, HttpRequest, OpResult, Operation, PluginError, Record, Reply, Step, StepInput,
+    BillingLine, Call, Checkpoint, HttpRequest, HttpResponse, OpResult, Operation, PluginError,
+    RawJson, Record, Reply, Span, Step, StepInput,
 };
 use tracing::Instrument as _;
 
@@ -78,6 +79,9 @@ pub struct Page {
     pub checkpoint: Checkpoint,
     /// The final page of a listing that read everything it was asked for.
     pub last: bool,
+    /// The response body the page was read from, when its records name their source JSON by
+    /// place in it (`raw_at`); every such place was checked to lie within it.
+    pub source: Option<Arc<str>>,
 }
 
 /// How an operation ended, with what it cost.
@@ -235,20 +239,25 @@ impl PluginSession {
         let mut complete = false;
         // The request the current step answers, and how often it has been sent.
         let mut previous: Option<(HttpRequest, u32)> = None;
+        // The body of the response the current step answers, for records that name their
+        // source JSON by place in it.
+        let mut body: Option<Arc<str>> = None;
         loop {
             step = match step {
                 Step::Send { request } => {
                     let sent = self.send(&request, options, &name, probe).await?;
                     requests += sent.attempts;
-                    let response = sent.response;
                     previous = Some((request, sent.attempts));
-                    self.step(op, StepInput::Response { response }).await?
+                    let (step, answered) = self.answer(op, sent.response).await?;
+                    body = Some(answered);
+                    step
                 }
                 Step::Page { records, checkpoint, last } => {
                     pages += 1;
                     complete |= last;
                     tracing::debug!(page = pages, records = records.len(), last, "page");
-                    on_page(Page { records, checkpoint, last }).map_err(|source| {
+                    let source = self.source_of(&records, body.as_ref())?;
+                    on_page(Page { records, checkpoint, last, source }).map_err(|source| {
                         HostError::Page {
                             plugin: self.plugin.name().to_string(),
                             operation: name.clone(),
@@ -256,10 +265,14 @@ impl PluginSession {
                         }
                     })?;
                     previous = None;
+                    body = None;
                     self.step(op, StepInput::Continue).await?
                 }
-                Step::Done { result } => {
+                Step::Done { mut result } => {
                     tracing::debug!(requests, pages, "operation done");
+                    if let OpResult::Line { line } = &mut result {
+                        self.materialize(line, body.as_deref())?;
+                    }
                     return Ok(RunOutcome { result, requests, pages, complete });
                 }
                 Step::Failed { error } => {
@@ -286,7 +299,9 @@ impl PluginSession {
                     let sent = self.send(request, options, &name, probe).await?;
                     requests += sent.attempts;
                     *sends += sent.attempts;
-                    self.step(op, StepInput::Response { response: sent.response }).await?
+                    let (step, answered) = self.answer(op, sent.response).await?;
+                    body = Some(answered);
+                    step
                 }
             };
         }
@@ -306,13 +321,78 @@ impl PluginSession {
         result.map_err(|source| self.http_failure(operation, source, probe))
     }
 
-    async fn step(&self, operation: u64, input: StepInput) -> Result<Step, HostError> {
-        match self.plugin.call_blocking(Call::Step { operation, input }).await? {
-            Reply::Stepped { step } => Ok(step),
-            // The runtime could not step it (a panic, a lost operation): a final failure.
-            Reply::Failed { error } => Ok(Step::Failed { error: error.retryable(false) }),
-            other => Err(unexpected(&self.plugin, "step", "stepped", &other)),
+    /// Hands the plugin a response, and keeps its body for the records that name their source
+    /// JSON by place in it.
+    async fn answer(
+        &self,
+        operation: u64,
+        response: HttpResponse,
+    ) -> Result<(Step, Arc<str>), HostError> {
+        let call = Call::Step { operation, input: StepInput::Response { response } };
+        let (reply, call) = self.plugin.call_back(call).await;
+        let body = match call {
+            Call::Step { input: StepInput::Response { response }, .. } => Arc::from(response.body),
+            _ => Arc::from(""),
+        };
+        Ok((stepped(&self.plugin, reply?)?, body))
+    }
+
+    /// The body a page's `raw_at` places refer to, after checking that each lies within it.
+    fn source_of(
+        &self,
+        records: &[Record],
+        body: Option<&Arc<str>>,
+    ) -> Result<Option<Arc<str>>, HostError> {
+        match misplaced(records, body.map(|b| &**b)) {
+            Some((record, span)) => Err(self.misplaced(record, span, body.map_or(0, |b| b.len()))),
+            None if records.iter().any(|r| raw_at(r).is_some()) => Ok(body.cloned()),
+            None => Ok(None),
         }
+    }
+
+    /// Copies the source JSON a line names by place into the line itself: a result outlives
+    /// the body it was read from.
+    fn materialize(&self, line: &mut BillingLine, body: Option<&str>) -> Result<(), HostError> {
+        let Some(span) = line.raw_at.take() else { return Ok(()) };
+        let text = body.and_then(|body| span.text(body));
+        match text.map(RawJson::parse) {
+            Some(Ok(raw)) => {
+                line.raw = Some(raw);
+                Ok(())
+            }
+            Some(Err(error)) => Err(HostError::Malformed {
+                plugin: self.plugin.name().to_string(),
+                call: "step",
+                detail: format!(
+                    "billing line {}: raw_at {}..{} is not one JSON value: {error}",
+                    line.id, span.start, span.end
+                ),
+            }),
+            None => {
+                let record = Record::BillingLine(line.clone());
+                Err(self.misplaced(&record, span, body.map_or(0, str::len)))
+            }
+        }
+    }
+
+    fn misplaced(&self, record: &Record, span: Span, body_len: usize) -> HostError {
+        HostError::Malformed {
+            plugin: self.plugin.name().to_string(),
+            call: "step",
+            detail: format!(
+                "{} {}: raw_at {}..{} is not a part of the {body_len}-byte response body it \
+                 answers",
+                record_kind(record),
+                record_id(record),
+                span.start,
+                span.end
+            ),
+        }
+    }
+
+    async fn step(&self, operation: u64, input: StepInput) -> Result<Step, HostError> {
+        let reply = self.plugin.call_blocking(Call::Step { operation, input }).await?;
+        stepped(&self.plugin, reply)
     }
 
     /// Whether the operation's requests may be sent twice without harm.
@@ -408,6 +488,60 @@ fn redact_error(mut error: PluginError, redactor: &Redactor) -> PluginError {
     error
 }
 
+/// The step a `step` call answered.
+fn stepped(plugin: &LoadedPlugin, reply: Reply) -> Result<Step, HostError> {
+    match reply {
+        Reply::Stepped { step } => Ok(step),
+        // The runtime could not step it (a panic, a lost operation): a final failure.
+        Reply::Failed { error } => Ok(Step::Failed { error: error.retryable(false) }),
+        other => Err(unexpected(plugin, "step", "stepped", &other)),
+    }
+}
+
+/// The first record whose `raw_at` place does not lie within `body`.
+fn misplaced<'r>(records: &'r [Record], body: Option<&str>) -> Option<(&'r Record, Span)> {
+    records.iter().find_map(|record| {
+        let span = raw_at(record)?;
+        let within = body.is_some_and(|body| span.text(body).is_some());
+        (!within).then_some((record, span))
+    })
+}
+
+/// Where a record says its source JSON stands in the response body.
+fn raw_at(record: &Record) -> Option<Span> {
+    match record {
+        Record::Company(c) => c.raw_at,
+        Record::Product(p) => p.raw_at,
+        Record::Agreement(a) => a.raw_at,
+        Record::BillingLine(l) => l.raw_at,
+        Record::Account(_) | Record::Service(_) | Record::Usage(_) => None,
+    }
+}
+
+fn record_kind(record: &Record) -> &'static str {
+    match record {
+        Record::Company(_) => "company",
+        Record::Product(_) => "product",
+        Record::Agreement(_) => "agreement",
+        Record::BillingLine(_) => "billing line",
+        Record::Account(_) => "account",
+        Record::Service(_) => "service",
+        Record::Usage(_) => "usage",
+    }
+}
+
+fn record_id(record: &Record) -> &str {
+    match record {
+        Record::Company(c) => &c.id,
+        Record::Product(p) => &p.id,
+        Record::Agreement(a) => &a.id,
+        Record::BillingLine(l) => &l.id,
+        Record::Account(a) => &a.id,
+        Record::Service(s) => &s.id,
+        Record::Usage(u) => &u.account_id,
+    }
+}
+
 fn unexpected(plugin: &LoadedPlugin, call: &'static str, expected: &str, got: &Reply) -> HostError {
     HostError::Malformed {
         plugin: plugin.name().to_string(),
@@ -436,5 +570,42 @@ pub fn describe(operation: &Operation) -> String {
         Operation::CreateLine { agreement_id, .. } => {
             format!("create_line in agreement {agreement_id}")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: &str, raw_at: Option<Span>) -> Record {
+        Record::BillingLine(BillingLine {
+            id: id.into(),
+            agreement_id: "5001".into(),
+            company_id: String::new(),
+            product_id: "101".into(),
+            quantity: tally_plugin_sdk::Quantity(1.into()),
+            included_quantity: None,
+            unit_price: None,
+            effective_date: None,
+            cancelled_date: None,
+            updated_at: None,
+            raw: None,
+            raw_at,
+        })
+    }
+
+    #[test]
+    fn a_place_outside_the_body_or_without_one_is_found() {
+        let body = r#"[{"id":1},{"id":2}]"#;
+        let good = [line("1", Some(Span { start: 1, end: 9 })), line("2", None)];
+        assert!(misplaced(&good, Some(body)).is_none());
+
+        let past = [
+            line("1", Some(Span { start: 1, end: 9 })),
+            line("2", Some(Span { start: 10, end: 99 })),
+        ];
+        let (record, span) = misplaced(&past, Some(body)).unwrap();
+        assert_eq!((record_id(record), span.end), ("2", 99));
+        assert!(misplaced(&good[..1], None).is_some(), "a place needs a body to lie in");
     }
 }

@@ -356,17 +356,20 @@ async fn list_stream<P: Psa>(
                     }));
                     if page.last {
                         // Stored with the listing's end, in a commit shared with other listings.
-                        last_page = Some((page.records, page.checkpoint));
+                        last_page = Some(store::LastPage {
+                            records: page.records,
+                            checkpoint: page.checkpoint,
+                            source: page.source,
+                        });
                         return Ok(());
                     }
-                    let outcome = store::store_page(
-                        journal,
-                        &key,
-                        &listing,
-                        parent,
-                        &page.records,
-                        &page.checkpoint,
-                    )?;
+                    let page = store::Page {
+                        parent_id: parent,
+                        records: &page.records,
+                        checkpoint: &page.checkpoint,
+                        source: page.source.as_deref(),
+                    };
+                    let outcome = store::store_page(journal, &key, &listing, &page)?;
                     count(outcome);
                     Ok(())
                 })

@@ -38,6 +38,9 @@ pub struct Page {
     pub records: Vec<sdk::Record>,
     pub checkpoint: sdk::Checkpoint,
     pub last: bool,
+    /// The response body that records naming their source JSON by place (`raw_at`) refer to;
+    /// each place lies within it.
+    pub source: Option<std::sync::Arc<str>>,
 }
 
 /// A PSA session the engine can run operations in.

@@ -127,24 +127,32 @@ pub fn store_page(
     journal: &Journal,
     stream: &str,
     listing: &Listing,
-    parent_id: Option<&str>,
-    records: &[sdk::Record],
-    checkpoint: &sdk::Checkpoint,
+    page: &Page<'_>,
 ) -> anyhow::Result<PageOutcome> {
     journal.write(|tx| {
         let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
-        let page = Page { parent_id, records, checkpoint };
-        let outcome = store_page_in(tx, &mut state, listing, &page, true)?;
+        let outcome = store_page_in(tx, &mut state, listing, page, true)?;
         tx.put(&tables::STREAMS, stream, &state)?;
         Ok(outcome)
     })
 }
 
 /// One page of a listing, as the plugin handed it over.
-struct Page<'a> {
-    parent_id: Option<&'a str>,
-    records: &'a [sdk::Record],
-    checkpoint: &'a sdk::Checkpoint,
+pub struct Page<'a> {
+    /// The record a child stream is listed for.
+    pub parent_id: Option<&'a str>,
+    pub records: &'a [sdk::Record],
+    pub checkpoint: &'a sdk::Checkpoint,
+    /// The response body the records' `raw_at` places refer to.
+    pub source: Option<&'a str>,
+}
+
+/// The final page of a listing, kept until it is stored with the listing's end.
+#[derive(Debug, Clone)]
+pub struct LastPage {
+    pub records: Vec<sdk::Record>,
+    pub checkpoint: sdk::Checkpoint,
+    pub source: Option<std::sync::Arc<str>>,
 }
 
 /// Stores one page's records and moves `state` past it; the caller writes `state`.
@@ -155,7 +163,7 @@ fn store_page_in(
     page: &Page<'_>,
     mark_seen: bool,
 ) -> anyhow::Result<PageOutcome> {
-    let Page { parent_id, records, checkpoint } = *page;
+    let Page { parent_id, records, checkpoint, source } = *page;
     let now = now_millis();
     mark_begun(state, listing);
     let mark_seen = mark_seen && state.listing.as_ref().is_some_and(|l| l.full);
@@ -163,7 +171,7 @@ fn store_page_in(
     let mut opened = RecordTables::new(tx);
     for record in records {
         outcome.records += 1;
-        if upsert(&mut opened, record, parent_id, now, mark_seen)? {
+        if upsert(&mut opened, record, parent_id, source, now, mark_seen)? {
             outcome.changed += 1;
         }
     }
@@ -196,8 +204,8 @@ pub struct Ending {
     pub stream: String,
     pub listing: Listing,
     pub parent_id: Option<String>,
-    /// The final page's records and checkpoint.
-    pub page: Option<(Vec<sdk::Record>, sdk::Checkpoint)>,
+    /// The final page.
+    pub page: Option<LastPage>,
     /// Ids of the billing lines every page of this listing held, for retiring within one
     /// agreement without reading every line.
     pub lines_seen: Vec<String>,
@@ -311,8 +319,13 @@ fn end_in(tx: &redb::WriteTransaction, ending: &Ending) -> anyhow::Result<Ended>
     // The stream's state is read once and written once, after the page and the end.
     let mut state: StreamState = tx.get(&tables::STREAMS, &ending.stream)?.unwrap_or_default();
     let page = match &ending.page {
-        Some((records, checkpoint)) => {
-            let page = Page { parent_id: ending.parent_id.as_deref(), records, checkpoint };
+        Some(last) => {
+            let page = Page {
+                parent_id: ending.parent_id.as_deref(),
+                records: &last.records,
+                checkpoint: &last.checkpoint,
+                source: last.source.as_deref(),
+            };
             store_page_in(tx, &mut state, &ending.listing, &page, !retires_by_seen)?
         }
         None => PageOutcome::default(),
@@ -573,17 +586,40 @@ where
     Ok(slot.as_mut().expect("the table was just opened"))
 }
 
-/// Keeps the source's JSON of a record beside it, when the plugin sent one.
+/// Keeps the source's JSON of a record beside it, when the plugin sent it or named its place
+/// in `source`. A place whose text is not one JSON value is refused, naming the record.
 fn put_raw(
     rows: &mut RecordTables<'_>,
     kind: &str,
     id: &str,
-    raw: &Option<sdk::RawJson>,
+    (raw, raw_at): (&Option<sdk::RawJson>, Option<sdk::Span>),
+    source: Option<&str>,
 ) -> anyhow::Result<()> {
-    if let Some(raw) = raw {
-        let table = opened(&mut rows.raw, rows.tx, &tables::RAW)?;
-        table.put(&tables::key2(kind, id), &raw.get().to_string())?;
-    }
+    let text = match (raw, raw_at) {
+        (Some(raw), _) => raw.get().to_string(),
+        (None, Some(span)) => {
+            let Some(text) = source.and_then(|body| span.text(body)) else {
+                anyhow::bail!(
+                    "{kind} {id}: its source JSON is said to stand at bytes {}..{} of a response \
+                     body that does not hold them",
+                    span.start,
+                    span.end
+                );
+            };
+            match sdk::RawJson::parse(text) {
+                Ok(_) => text.to_string(),
+                Err(error) => anyhow::bail!(
+                    "{kind} {id}: bytes {}..{} of the response body are not one JSON value \
+                     ({error}); the plugin named the wrong place for its source JSON",
+                    span.start,
+                    span.end
+                ),
+            }
+        }
+        (None, None) => return Ok(()),
+    };
+    let table = opened(&mut rows.raw, rows.tx, &tables::RAW)?;
+    table.put(&tables::key2(kind, id), &text)?;
     Ok(())
 }
 
@@ -593,6 +629,7 @@ fn upsert(
     rows: &mut RecordTables<'_>,
     record: &sdk::Record,
     parent_id: Option<&str>,
+    source: Option<&str>,
     now: Millis,
     mark_seen: bool,
 ) -> anyhow::Result<bool> {
@@ -728,10 +765,14 @@ fn upsert(
     }?;
     if changed {
         match record {
-            sdk::Record::Company(c) => put_raw(rows, "company", &c.id, &c.raw)?,
-            sdk::Record::Product(p) => put_raw(rows, "product", &p.id, &p.raw)?,
-            sdk::Record::Agreement(a) => put_raw(rows, "agreement", &a.id, &a.raw)?,
-            sdk::Record::BillingLine(l) => put_raw(rows, "billing_line", &l.id, &l.raw)?,
+            sdk::Record::Company(c) => put_raw(rows, "company", &c.id, (&c.raw, c.raw_at), source)?,
+            sdk::Record::Product(p) => put_raw(rows, "product", &p.id, (&p.raw, p.raw_at), source)?,
+            sdk::Record::Agreement(a) => {
+                put_raw(rows, "agreement", &a.id, (&a.raw, a.raw_at), source)?
+            }
+            sdk::Record::BillingLine(l) => {
+                put_raw(rows, "billing_line", &l.id, (&l.raw, l.raw_at), source)?
+            }
             _ => {}
         }
     }
@@ -746,7 +787,7 @@ pub fn put_line(
     now: Millis,
 ) -> anyhow::Result<bool> {
     let mut rows = RecordTables::new(tx);
-    upsert(&mut rows, &sdk::Record::BillingLine(line.clone()), agreement_id, now, false)
+    upsert(&mut rows, &sdk::Record::BillingLine(line.clone()), agreement_id, None, now, false)
 }
 
 #[cfg(test)]
@@ -766,6 +807,7 @@ mod tests {
             cancelled_date: None,
             updated_at: None,
             raw: None,
+            raw_at: None,
         })
     }
 
@@ -787,7 +829,11 @@ mod tests {
                 stream: key(agreement),
                 listing: state.listing.unwrap(),
                 parent_id: Some(agreement.to_string()),
-                page: Some((records, sdk::Checkpoint::default())),
+                page: Some(LastPage {
+                    records,
+                    checkpoint: sdk::Checkpoint::default(),
+                    source: None,
+                }),
                 lines_seen: ids.iter().map(|id| id.to_string()).collect(),
                 end: End::Complete {
                     scopes: vec![Scope::LinesOf(agreement.to_string())],
@@ -867,6 +913,48 @@ mod tests {
         for id in ["1", "2", "3"] {
             assert!(!retired(&journal, id), "line {id} was retired");
         }
+    }
+
+    #[test]
+    fn a_source_place_that_is_not_json_refuses_the_page_and_stores_none_of_it() {
+        let (_dir, journal, _runtime) = scratch();
+        let body = r#"[{"id":1},{"id":2}]"#;
+        let placed = |id: &str, start: u64, end: u64| match line(id, "10") {
+            sdk::Record::BillingLine(mut l) => {
+                l.raw_at = Some(sdk::Span { start, end });
+                sdk::Record::BillingLine(l)
+            }
+            other => other,
+        };
+        let stream = key("10");
+        let listing = begin_listing(&journal, &stream, true).unwrap().listing.unwrap();
+        let store = |records: &[sdk::Record]| {
+            let checkpoint = sdk::Checkpoint::default();
+            let page = Page {
+                parent_id: Some("10"),
+                records,
+                checkpoint: &checkpoint,
+                source: Some(body),
+            };
+            store_page(&journal, &stream, &listing, &page)
+        };
+
+        let error = store(&[placed("1", 1, 9), placed("2", 9, 12)]).unwrap_err().to_string();
+        assert!(
+            error.contains("billing_line 2") && error.contains("not one JSON value"),
+            "{error}"
+        );
+        let past = store(&[placed("1", 1, 9), placed("2", 10, 99)]).unwrap_err().to_string();
+        assert!(past.contains("billing_line 2") && past.contains("10..99"), "{past}");
+        let tx = journal.read().unwrap();
+        assert_eq!(tx.count(&tables::BILLING_LINES).unwrap(), 0, "a refused page stored lines");
+        assert_eq!(stream_state(&journal, &stream).unwrap(), StreamState::default());
+        drop(tx);
+
+        store(&[placed("1", 1, 9), placed("2", 10, 18)]).unwrap();
+        let tx = journal.read().unwrap();
+        let raw = tx.get(&tables::RAW, &tables::key2("billing_line", "2")).unwrap();
+        assert_eq!(raw.as_deref(), Some(r#"{"id":2}"#));
     }
 
     #[test]

@@ -144,6 +144,7 @@ pub fn company(raw: &RawValue, endpoint: &str) -> Result<Row, PluginError> {
         billable: row.company_type == Some(COMPANY_TYPE_CUSTOMER),
         updated_at: row.last_activity_date.clone(),
         raw: raw_json(raw),
+        raw_at: None,
     });
     Ok(Row { id: row.id, updated_at: row.last_activity_date, record })
 }
@@ -163,6 +164,7 @@ pub fn product(raw: &RawValue, endpoint: &str) -> Result<Row, PluginError> {
         unit_price,
         updated_at: row.last_modified_date.clone(),
         raw: raw_json(raw),
+        raw_at: None,
     });
     Ok(Row { id: row.id, updated_at: row.last_modified_date, record })
 }
@@ -179,6 +181,7 @@ pub fn agreement(raw: &RawValue, endpoint: &str) -> Result<Row, PluginError> {
         recurring: row.contract_type == Some(CONTRACT_TYPE_RECURRING_SERVICE),
         updated_at: None,
         raw: raw_json(raw),
+        raw_at: None,
     });
     Ok(Row { id: row.id, updated_at: None, record })
 }
@@ -247,6 +250,7 @@ pub fn billing_line(
         cancelled_date: None,
         updated_at: None,
         raw: Some(RawJson::from_value(&raw)),
+        raw_at: None,
     }
 }
 

@@ -146,6 +146,7 @@ impl ListMachine {
             endpoint: &self.endpoint,
             agreement_id: self.listing.parent,
             company_id: None,
+            body: Some(&response.body),
         };
         let mut read = Vec::with_capacity(rows.len());
         for raw in &rows {

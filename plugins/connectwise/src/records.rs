@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tally_plugin_sdk::{
-    Agreement, BillingLine, Company, PluginError, Product, Quantity, RawJson, Record,
+    Agreement, BillingLine, Company, PluginError, Product, Quantity, RawJson, Record, Span,
 };
 use time::macros::format_description;
 use time::{Date, UtcOffset};
@@ -38,6 +38,9 @@ pub struct RowContext<'a> {
     pub agreement_id: Option<u64>,
     /// For billing lines: the company to use when the addition does not name one.
     pub company_id: Option<&'a str>,
+    /// The response body the rows were read from: a record then names its row's place in it
+    /// (`raw_at`) instead of carrying a copy.
+    pub body: Option<&'a str>,
 }
 
 /// Reads one row of `stream`'s listing.
@@ -54,7 +57,10 @@ pub fn read_row(
             let Some(agreement_id) = context.agreement_id else {
                 return Err(errors::internal("billing lines were read without their agreement"));
             };
-            let line = billing_line(raw, agreement_id, context.company_id, context.endpoint)?;
+            let mut line = billing_line(raw, agreement_id, context.company_id, context.endpoint)?;
+            if let Record::BillingLine(record) = &mut line.record {
+                (record.raw, record.raw_at) = source(raw, context.body);
+            }
             Ok(line)
         }
     }
@@ -147,6 +153,7 @@ fn company(raw: &RawValue, context: &RowContext<'_>) -> Result<Row, PluginError>
         || has_word(status_name, &["prospect", "lead"])
         || squeezed(status_name) == "notapproved";
 
+    let (copy, raw_at) = source(raw, context.body);
     let record = Record::Company(Company {
         id: row.id.to_string(),
         name: row.name.unwrap_or_default(),
@@ -155,7 +162,8 @@ fn company(raw: &RawValue, context: &RowContext<'_>) -> Result<Row, PluginError>
         deleted: row.deleted_flag == Some(true),
         billable: context.settings.include_prospects || !prospect,
         updated_at: updated_at.clone(),
-        raw: Some(RawJson::from_raw(raw)),
+        raw: copy,
+        raw_at,
     });
     Ok(Row { id: row.id, updated_at, record })
 }
@@ -165,6 +173,7 @@ fn product(raw: &RawValue, context: &RowContext<'_>) -> Result<Row, PluginError>
     let updated_at = row.info.and_then(|info| info.last_updated);
     let unit_price = optional_decimal(row.price.as_deref(), row.id, "price", context.endpoint)?;
 
+    let (copy, raw_at) = source(raw, context.body);
     let record = Record::Product(Product {
         id: row.id.to_string(),
         identifier: row.identifier,
@@ -172,7 +181,8 @@ fn product(raw: &RawValue, context: &RowContext<'_>) -> Result<Row, PluginError>
         active: row.inactive_flag != Some(true),
         unit_price,
         updated_at: updated_at.clone(),
-        raw: Some(RawJson::from_raw(raw)),
+        raw: copy,
+        raw_at,
     });
     Ok(Row { id: row.id, updated_at, record })
 }
@@ -194,6 +204,7 @@ fn agreement(raw: &RawValue, context: &RowContext<'_>) -> Result<Row, PluginErro
     let has_cycle =
         row.billing_cycle.is_some_and(|cycle| cycle.id.is_some() || cycle.name.is_some());
 
+    let (copy, raw_at) = source(raw, context.body);
     let record = Record::Agreement(Agreement {
         id: row.id.to_string(),
         company_id: company_id.to_string(),
@@ -201,9 +212,19 @@ fn agreement(raw: &RawValue, context: &RowContext<'_>) -> Result<Row, PluginErro
         active: status_active && row.cancelled_flag != Some(true),
         recurring: has_cycle || context.settings.include_non_recurring,
         updated_at: updated_at.clone(),
-        raw: Some(RawJson::from_raw(raw)),
+        raw: copy,
+        raw_at,
     });
     Ok(Row { id: row.id, updated_at, record })
+}
+
+/// A record's source JSON: the place of its row in `body` when it was read from there, else a
+/// copy of the row.
+fn source(raw: &RawValue, body: Option<&str>) -> (Option<RawJson>, Option<Span>) {
+    match body.and_then(|body| Span::of(body, raw.get())) {
+        Some(span) => (None, Some(span)),
+        None => (Some(RawJson::from_raw(raw)), None),
+    }
 }
 
 /// Reads an agreement addition as a billing line of `agreement_id`.
@@ -254,6 +275,7 @@ pub fn billing_line(
         cancelled_date,
         updated_at: updated_at.clone(),
         raw: Some(RawJson::from_raw(raw)),
+        raw_at: None,
     });
     Ok(Row { id, updated_at, record })
 }

@@ -194,6 +194,7 @@ fn company(row: Row) -> Record {
         billable: true,
         updated_at: None,
         raw: None,
+        raw_at: None,
     })
 }
 

@@ -84,6 +84,7 @@ fn company(raw: &RawValue, endpoint: &str) -> Result<Row, PluginError> {
         billable: true,
         updated_at: row.last_modified,
         raw: Some(RawJson::from_raw(raw)),
+        raw_at: None,
     });
     Ok(Row { id: row.id, records: vec![record] })
 }
@@ -101,6 +102,7 @@ fn product(raw: &RawValue, endpoint: &str) -> Result<Row, PluginError> {
         unit_price,
         updated_at: row.last_modified,
         raw: Some(RawJson::from_raw(raw)),
+        raw_at: None,
     });
     Ok(Row { id: row.id, records: vec![record] })
 }
@@ -190,6 +192,7 @@ impl Invoice {
             recurring: self.recurring,
             updated_at: self.last_modified.clone(),
             raw: Some(RawJson::from_value(&Value::Object(header))),
+            raw_at: None,
         })
     }
 
@@ -235,6 +238,7 @@ impl Invoice {
             cancelled_date,
             updated_at: self.last_modified.clone(),
             raw: Some(RawJson::from_raw(line)),
+            raw_at: None,
         }))
     }
 }

@@ -436,6 +436,9 @@ pub struct Company {
     pub updated_at: Option<String>,
     #[serde(default)]
     pub raw: Option<RawJson>,
+    /// Where the source JSON stands in the response body instead of `raw` (see [`Span`]).
+    #[serde(default)]
+    pub raw_at: Option<Span>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -449,6 +452,9 @@ pub struct Product {
     pub updated_at: Option<String>,
     #[serde(default)]
     pub raw: Option<RawJson>,
+    /// Where the source JSON stands in the response body instead of `raw` (see [`Span`]).
+    #[serde(default)]
+    pub raw_at: Option<Span>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -463,6 +469,9 @@ pub struct Agreement {
     pub updated_at: Option<String>,
     #[serde(default)]
     pub raw: Option<RawJson>,
+    /// Where the source JSON stands in the response body instead of `raw` (see [`Span`]).
+    #[serde(default)]
+    pub raw_at: Option<Span>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -485,6 +494,9 @@ pub struct BillingLine {
     pub updated_at: Option<String>,
     #[serde(default)]
     pub raw: Option<RawJson>,
+    /// Where the source JSON stands in the response body instead of `raw` (see [`Span`]).
+    #[serde(default)]
+    pub raw_at: Option<Span>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -525,6 +537,11 @@ impl RawJson {
         RawJson(raw.to_owned())
     }
 
+    /// `text`, if it is one JSON value.
+    pub fn parse(text: &str) -> Result<RawJson, serde_json::Error> {
+        RawValue::from_string(text.to_owned()).map(RawJson)
+    }
+
     /// `value` written as JSON text.
     pub fn from_value(value: &Value) -> RawJson {
         // A `Value` always encodes, and always as valid JSON.
@@ -540,6 +557,37 @@ impl RawJson {
     pub fn to_value(&self) -> Value {
         // The text was valid JSON when it was made, so it parses.
         serde_json::from_str(self.0.get()).expect("raw JSON is valid JSON")
+    }
+}
+
+/// Where a record's source JSON stands in the body of the response that the step answered:
+/// bytes `start..end`. The host holds that body already, so a plugin that read a row out of it
+/// names the row's place instead of copying it into `raw`, and the JSON crosses the boundary
+/// once, in the response. A record gives `raw`, `raw_at` or neither; the host checks that the
+/// span lies within the body and that what it names is JSON before storing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Span {
+    /// The place of `part` in `whole`, when `part` is a slice of `whole` (as a `&RawValue` read
+    /// from a body with `serde_json::from_str` is); `None` otherwise.
+    pub fn of(whole: &str, part: &str) -> Option<Span> {
+        let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+        let end = start.checked_add(part.len())?;
+        (end <= whole.len()).then_some(Span { start: start as u64, end: end as u64 })
+    }
+
+    /// The text of this span in `body`, if it lies within it on character boundaries.
+    pub fn text<'a>(&self, body: &'a str) -> Option<&'a str> {
+        let start = usize::try_from(self.start).ok()?;
+        let end = usize::try_from(self.end).ok()?;
+        if start > end {
+            return None;
+        }
+        body.get(start..end)
     }
 }
 
@@ -596,3 +644,25 @@ tagged_enum!(Record, "kind" {
     "service" => Service(Service),
     "usage" => Usage(Usage),
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_names_a_slice_of_the_body_and_nothing_else() {
+        let body = r#"[{"id":1},{"id":"é2"}]"#;
+        let rows: Vec<&RawValue> = serde_json::from_str(body).unwrap();
+        let second = Span::of(body, rows[1].get()).unwrap();
+        assert_eq!(second.text(body), Some(r#"{"id":"é2"}"#));
+        assert_eq!(Span::of(body, "{\"id\":1}"), None, "a copy is not a slice of the body");
+
+        let past = Span { start: 3, end: body.len() as u64 + 1 };
+        assert_eq!(past.text(body), None);
+        let backwards = Span { start: 5, end: 2 };
+        assert_eq!(backwards.text(body), None);
+        let inside_a_character = Span { start: 18, end: 20 };
+        assert!(body.as_bytes()[18] >= 0x80);
+        assert_eq!(inside_a_character.text(body), None);
+    }
+}

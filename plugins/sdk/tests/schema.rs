@@ -190,6 +190,7 @@ fn line() -> BillingLine {
         cancelled_date: None,
         updated_at: Some("2024-05-20T10:00:00Z".into()),
         raw: Some(RawJson::from_value(&json!({"id": 2, "quantity": 42}))),
+        raw_at: None,
     }
 }
 
@@ -263,6 +264,7 @@ fn records() -> Vec<Record> {
             billable: true,
             updated_at: Some("2024-05-20T10:00:00Z".into()),
             raw: None,
+            raw_at: Some(Span { start: 1, end: 412 }),
         }),
         Record::Product(Product {
             id: "101".into(),
@@ -272,6 +274,7 @@ fn records() -> Vec<Record> {
             unit_price: Some(q("1.50")),
             updated_at: None,
             raw: Some(RawJson::from_value(&json!({"id": 101}))),
+            raw_at: None,
         }),
         Record::Agreement(Agreement {
             id: "5001".into(),
@@ -281,6 +284,7 @@ fn records() -> Vec<Record> {
             recurring: true,
             updated_at: Some("2024-05-20T10:00:00Z".into()),
             raw: None,
+            raw_at: None,
         }),
         Record::BillingLine(line()),
         Record::Account(Account {
