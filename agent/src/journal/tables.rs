@@ -73,13 +73,19 @@ pub const RAW: Table<String> = Table::new("raw_records");
 /// sync holds an index of every line in memory. Kept in step with `psa_billing_lines` by the
 /// sync's store.
 pub const LINES_BY_AGREEMENT: Table<()> = Table::new("psa_lines_by_agreement");
+/// The SHA-256 of the billing lines the last stored page of each agreement's lines held, as
+/// the journal stores them, by agreement id. A later page whose lines hash the same holds
+/// nothing the journal lacks, so storing it reads no line. Whatever writes a billing line
+/// other than by storing such a page drops the digest of each agreement the line was or is on
+/// (retiring lines across every agreement drops them all).
+pub const LINE_PAGES: Table<Vec<u8>> = Table::new("psa_line_pages");
 /// The last calls each vendor integration made to the intake API, by integration name.
 pub const INTAKE_CONTACTS: Table<model::IntakeContact> = Table::new("intake_contacts");
 /// Small single records by name, such as the mapping file state.
 pub const STATE: Table<Vec<u8>> = Table::new("state");
 
 /// Names of every table, created together by the first migration.
-pub const ALL_TABLES: [&str; 22] = [
+pub const ALL_TABLES: [&str; 23] = [
     META.name,
     COMPANIES.name,
     PRODUCTS.name,
@@ -100,6 +106,7 @@ pub const ALL_TABLES: [&str; 22] = [
     APPROVALS.name,
     RAW.name,
     LINES_BY_AGREEMENT.name,
+    LINE_PAGES.name,
     INTAKE_CONTACTS.name,
     STATE.name,
 ];

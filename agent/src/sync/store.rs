@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rust_decimal::Decimal;
+use sha2::{Digest as _, Sha256};
 use tally_plugin_sdk as sdk;
 
+use crate::journal::codec;
 use crate::journal::tables::{self, Opened, Table};
 use crate::journal::{Journal, Read, Write};
 use crate::model::{self, Listing, Millis, Seen, StreamState, now_millis};
@@ -131,7 +133,7 @@ pub fn store_page(
 ) -> anyhow::Result<PageOutcome> {
     journal.write(|tx| {
         let mut state: StreamState = tx.get(&tables::STREAMS, stream)?.unwrap_or_default();
-        let outcome = store_page_in(tx, &mut state, listing, page, true)?;
+        let outcome = store_page_in(tx, &mut state, listing, page, true, None)?;
         tx.put(&tables::STREAMS, stream, &state)?;
         Ok(outcome)
     })
@@ -156,12 +158,17 @@ pub struct LastPage {
 }
 
 /// Stores one page's records and moves `state` past it; the caller writes `state`.
+///
+/// A page that ends the listing of one agreement's lines (`lines_of`) without marking its
+/// lines seen is first compared, by digest, with the last such page stored for the agreement:
+/// if its lines are the same, the journal already holds every one of them and none is read.
 fn store_page_in(
     tx: &redb::WriteTransaction,
     state: &mut StreamState,
     listing: &Listing,
     page: &Page<'_>,
     mark_seen: bool,
+    lines_of: Option<&str>,
 ) -> anyhow::Result<PageOutcome> {
     let Page { parent_id, records, checkpoint, source } = *page;
     let now = now_millis();
@@ -169,10 +176,30 @@ fn store_page_in(
     let mark_seen = mark_seen && state.listing.as_ref().is_some_and(|l| l.full);
     let mut outcome = PageOutcome::default();
     let mut opened = RecordTables::new(tx);
-    for record in records {
-        outcome.records += 1;
-        if upsert(&mut opened, record, parent_id, source, now, mark_seen)? {
-            outcome.changed += 1;
+    let digest = match lines_of {
+        Some(agreement) if !mark_seen => {
+            line_page_digest(&mut opened, records, parent_id)?.map(|digest| (agreement, digest))
+        }
+        _ => None,
+    };
+    let unchanged = match &digest {
+        Some((agreement, digest)) => {
+            let pages = opened_line_pages(&mut opened)?;
+            pages.get(agreement)?.is_some_and(|stored| stored == *digest)
+        }
+        None => false,
+    };
+    if unchanged {
+        outcome.records = records.len() as u64;
+    } else {
+        for record in records {
+            outcome.records += 1;
+            if upsert(&mut opened, record, parent_id, source, now, mark_seen)? {
+                outcome.changed += 1;
+            }
+        }
+        if let Some((agreement, digest)) = &digest {
+            opened_line_pages(&mut opened)?.put(agreement, digest)?;
         }
     }
     drop(opened);
@@ -195,6 +222,19 @@ pub enum End {
     /// It stopped part-way: its checkpoint stays at the last stored page, nothing is retired,
     /// and the next sync resumes it.
     Failed { error: String },
+}
+
+impl End {
+    /// The agreement whose lines a complete listing delivered, if it listed one agreement's.
+    fn lines_of(&self) -> Option<&str> {
+        match self {
+            End::Complete { scopes, .. } => scopes.iter().find_map(|scope| match scope {
+                Scope::LinesOf(agreement) => Some(agreement.as_str()),
+                _ => None,
+            }),
+            End::Failed { .. } => None,
+        }
+    }
 }
 
 /// The last writes of one listing, committed together: its final page, if it handed one over,
@@ -326,7 +366,8 @@ fn end_in(tx: &redb::WriteTransaction, ending: &Ending) -> anyhow::Result<Ended>
                 checkpoint: &last.checkpoint,
                 source: last.source.as_deref(),
             };
-            store_page_in(tx, &mut state, &ending.listing, &page, !retires_by_seen)?
+            let lines_of = ending.end.lines_of();
+            store_page_in(tx, &mut state, &ending.listing, &page, !retires_by_seen, lines_of)?
         }
         None => PageOutcome::default(),
     };
@@ -517,7 +558,15 @@ fn retire(
         Scope::Companies => retire_in!(tables::COMPANIES, |_| true),
         Scope::Products => retire_in!(tables::PRODUCTS, |_| true),
         Scope::Agreements => retire_in!(tables::AGREEMENTS, |_| true),
-        Scope::AllLines => retire_in!(tables::BILLING_LINES, |_| true),
+        Scope::AllLines => {
+            let finish = retire_in!(tables::BILLING_LINES, |_| true);
+            // Lines retired here may stand in any agreement's last page.
+            let mut pages = Opened::open(tx, &tables::LINE_PAGES)?;
+            for agreement in pages.keys_with_prefix("")? {
+                pages.delete(&agreement)?;
+            }
+            finish
+        }
         Scope::LinesOf(agreement) => match rules.lines_of {
             Some(candidates) => {
                 let (mut unseen, mut active) = (Vec::new(), candidates.seen);
@@ -552,6 +601,7 @@ struct RecordTables<'t> {
     lines: Option<Opened<'t, model::BillingLine>>,
     lines_by_agreement: Option<Opened<'t, ()>>,
     raw: Option<Opened<'t, String>>,
+    line_pages: Option<Opened<'t, Vec<u8>>>,
     /// The company of the agreement last looked up: a page of lines is one agreement's.
     agreement_company: Option<(String, String)>,
 }
@@ -566,6 +616,7 @@ impl<'t> RecordTables<'t> {
             lines: None,
             lines_by_agreement: None,
             raw: None,
+            line_pages: None,
             agreement_company: None,
         }
     }
@@ -709,47 +760,18 @@ fn upsert(
         )
         .map(|(changed, _)| changed),
         sdk::Record::BillingLine(l) => {
-            let agreement_id = if l.agreement_id.is_empty() {
-                parent_id.unwrap_or_default().to_string()
-            } else {
-                l.agreement_id.clone()
-            };
-            let company_id = if l.company_id.is_empty() {
-                match &rows.agreement_company {
-                    Some((agreement, company)) if *agreement == agreement_id => company.clone(),
-                    _ => {
-                        let company = opened(&mut rows.agreements, tx, &tables::AGREEMENTS)?
-                            .get(&agreement_id)?
-                            .map(|a| a.company_id)
-                            .unwrap_or_default();
-                        rows.agreement_company = Some((agreement_id.clone(), company.clone()));
-                        company
-                    }
-                }
-            } else {
-                l.company_id.clone()
-            };
-            let index_key = tables::key2(&agreement_id, &l.id);
+            let value = line_value(rows, l, parent_id, now)?;
+            let index_key = tables::key2(&value.agreement_id, &l.id);
+            let agreement_id = value.agreement_id.clone();
             let (changed, old) = put(
                 opened(&mut rows.lines, tx, &tables::BILLING_LINES)?,
                 &l.id,
-                model::BillingLine {
-                    id: l.id.clone(),
-                    agreement_id: agreement_id.clone(),
-                    company_id,
-                    product_id: l.product_id.clone(),
-                    quantity: l.quantity.0,
-                    included_quantity: l.included_quantity.as_ref().map(quantity),
-                    unit_price: l.unit_price.as_ref().map(quantity),
-                    effective_date: l.effective_date.clone(),
-                    cancelled_date: l.cancelled_date.clone(),
-                    updated_at: l.updated_at.clone(),
-                    seen: seen(now),
-                },
+                value,
                 |v| &mut v.seen,
                 mark_seen,
             )?;
-            // Keep the line listed under the agreement it is on now.
+            // Keep the line listed under the agreement it is on now. The agreement it left no
+            // longer holds what its last page said.
             let moved = old.as_ref().map(|old| old.agreement_id != agreement_id);
             if moved != Some(false) {
                 let index = opened(&mut rows.lines_by_agreement, tx, &tables::LINES_BY_AGREEMENT)?;
@@ -757,6 +779,9 @@ fn upsert(
                     index.delete(&tables::key2(&old.agreement_id, &l.id))?;
                 }
                 index.put(&index_key, &())?;
+                if let Some(old) = &old {
+                    opened_line_pages(rows)?.delete(&old.agreement_id)?;
+                }
             }
             Ok(changed)
         }
@@ -779,7 +804,75 @@ fn upsert(
     Ok(changed)
 }
 
-/// Stores one billing line as the PSA returned it after a write or a read.
+/// The line as the journal stores it: its agreement from the page's parent when the PSA did
+/// not say, and its company from the agreement's when the PSA did not say.
+fn line_value(
+    rows: &mut RecordTables<'_>,
+    l: &sdk::BillingLine,
+    parent_id: Option<&str>,
+    now: Millis,
+) -> anyhow::Result<model::BillingLine> {
+    let agreement_id = if l.agreement_id.is_empty() {
+        parent_id.unwrap_or_default().to_string()
+    } else {
+        l.agreement_id.clone()
+    };
+    let company_id = if l.company_id.is_empty() {
+        match &rows.agreement_company {
+            Some((agreement, company)) if *agreement == agreement_id => company.clone(),
+            _ => {
+                let company = opened(&mut rows.agreements, rows.tx, &tables::AGREEMENTS)?
+                    .get(&agreement_id)?
+                    .map(|a| a.company_id)
+                    .unwrap_or_default();
+                rows.agreement_company = Some((agreement_id.clone(), company.clone()));
+                company
+            }
+        }
+    } else {
+        l.company_id.clone()
+    };
+    Ok(model::BillingLine {
+        id: l.id.clone(),
+        agreement_id,
+        company_id,
+        product_id: l.product_id.clone(),
+        quantity: l.quantity.0,
+        included_quantity: l.included_quantity.as_ref().map(|q| q.0),
+        unit_price: l.unit_price.as_ref().map(|q| q.0),
+        effective_date: l.effective_date.clone(),
+        cancelled_date: l.cancelled_date.clone(),
+        updated_at: l.updated_at.clone(),
+        seen: seen(now),
+    })
+}
+
+/// The digest of a page of billing lines as the journal would store them (when each was seen
+/// aside), or `None` when the page holds anything else.
+fn line_page_digest(
+    rows: &mut RecordTables<'_>,
+    records: &[sdk::Record],
+    parent_id: Option<&str>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let mut hasher = Sha256::new();
+    hasher.update(codec::RECORD_ENCODING.to_le_bytes());
+    for record in records {
+        let sdk::Record::BillingLine(line) = record else { return Ok(None) };
+        let bytes = codec::encode(&line_value(rows, line, parent_id, 0)?);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(Some(hasher.finalize().to_vec()))
+}
+
+fn opened_line_pages<'a, 't>(
+    rows: &'a mut RecordTables<'t>,
+) -> anyhow::Result<&'a mut Opened<'t, Vec<u8>>> {
+    opened(&mut rows.line_pages, rows.tx, &tables::LINE_PAGES)
+}
+
+/// Stores one billing line as the PSA returned it after a write or a read. The line's
+/// agreement, before and after, no longer holds what its last listed page said.
 pub fn put_line(
     tx: &redb::WriteTransaction,
     line: &sdk::BillingLine,
@@ -787,7 +880,15 @@ pub fn put_line(
     now: Millis,
 ) -> anyhow::Result<bool> {
     let mut rows = RecordTables::new(tx);
-    upsert(&mut rows, &sdk::Record::BillingLine(line.clone()), agreement_id, None, now, false)
+    let before = opened(&mut rows.lines, tx, &tables::BILLING_LINES)?.get(&line.id)?;
+    let record = sdk::Record::BillingLine(line.clone());
+    let changed = upsert(&mut rows, &record, agreement_id, None, now, false)?;
+    let after = opened(&mut rows.lines, tx, &tables::BILLING_LINES)?.get(&line.id)?;
+    let pages = opened_line_pages(&mut rows)?;
+    for stored in before.iter().chain(after.iter()) {
+        pages.delete(&stored.agreement_id)?;
+    }
+    Ok(changed)
 }
 
 #[cfg(test)]
@@ -822,8 +923,25 @@ mod tests {
         agreement: &str,
         ids: &[&str],
     ) -> Ended {
-        let state = begin_listing(journal, &key(agreement), true).unwrap();
         let records: Vec<sdk::Record> = ids.iter().map(|id| line(id, agreement)).collect();
+        list_lines(journal, commits, agreement, records).await
+    }
+
+    /// Lists `records` as the one page of `agreement`'s lines, fully.
+    async fn list_lines(
+        journal: &Journal,
+        commits: &GroupCommit,
+        agreement: &str,
+        records: Vec<sdk::Record>,
+    ) -> Ended {
+        let state = begin_listing(journal, &key(agreement), true).unwrap();
+        let lines_seen = records
+            .iter()
+            .filter_map(|record| match record {
+                sdk::Record::BillingLine(line) => Some(line.id.clone()),
+                _ => None,
+            })
+            .collect();
         commits
             .end(Ending {
                 stream: key(agreement),
@@ -834,7 +952,7 @@ mod tests {
                     checkpoint: sdk::Checkpoint::default(),
                     source: None,
                 }),
-                lines_seen: ids.iter().map(|id| id.to_string()).collect(),
+                lines_seen,
                 end: End::Complete {
                     scopes: vec![Scope::LinesOf(agreement.to_string())],
                     guard_percent: 50,
@@ -843,6 +961,151 @@ mod tests {
             })
             .await
             .unwrap()
+    }
+
+    fn stored_line(journal: &Journal, id: &str) -> model::BillingLine {
+        journal.read().unwrap().get(&tables::BILLING_LINES, id).unwrap().unwrap()
+    }
+
+    fn with_quantity(record: sdk::Record, quantity: i64) -> sdk::Record {
+        match record {
+            sdk::Record::BillingLine(mut l) => {
+                l.quantity = sdk::Quantity(Decimal::from(quantity));
+                sdk::Record::BillingLine(l)
+            }
+            other => other,
+        }
+    }
+
+    #[test]
+    fn a_page_of_lines_the_journal_already_holds_is_not_read_again() {
+        let (_dir, journal, runtime) = scratch();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            let first = full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            assert_eq!((first.page.records, first.page.changed), (2, 2));
+            // Change line 1 behind the store's back: the same page again does not look.
+            let mut behind = stored_line(&journal, "1");
+            behind.quantity = Decimal::from(99);
+            journal.write(|tx| tx.put(&tables::BILLING_LINES, "1", &behind)).unwrap();
+            let again = full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            assert_eq!((again.page.records, again.page.changed), (2, 0));
+            assert_eq!(again.finish, Some(Finish::Complete { retired: 0 }));
+            assert_eq!(stored_line(&journal, "1").quantity, Decimal::from(99));
+            // A page that differs is read line by line.
+            let records = vec![with_quantity(line("1", "10"), 1), line("3", "10")];
+            let changed = list_lines(&journal, &commits, "10", records).await;
+            assert_eq!((changed.page.records, changed.page.changed), (2, 2));
+            assert_eq!(changed.finish, Some(Finish::Complete { retired: 1 }));
+        });
+        assert_eq!(stored_line(&journal, "1").quantity, Decimal::ONE);
+        assert!(retired(&journal, "2"));
+    }
+
+    #[test]
+    fn a_line_written_back_by_an_apply_is_read_again_from_the_next_page() {
+        let (_dir, journal, runtime) = scratch();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            // The apply read back quantity 5; someone set it back to 1 in the PSA since.
+            let sdk::Record::BillingLine(applied) = with_quantity(line("1", "10"), 5) else {
+                unreachable!()
+            };
+            journal.write(|tx| put_line(tx, &applied, Some("10"), now_millis())).unwrap();
+            assert_eq!(stored_line(&journal, "1").quantity, Decimal::from(5));
+            let again = full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            assert_eq!(again.page.changed, 1);
+        });
+        assert_eq!(stored_line(&journal, "1").quantity, Decimal::ONE);
+    }
+
+    #[test]
+    fn a_line_that_moved_away_and_back_is_on_its_first_agreement_again() {
+        let (_dir, journal, runtime) = scratch();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            full_listing(&journal, &commits, "20", &["2"]).await;
+            assert_eq!(stored_line(&journal, "2").agreement_id, "20");
+            let back = full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            assert_eq!(back.page.changed, 1);
+        });
+        assert_eq!(stored_line(&journal, "2").agreement_id, "10");
+    }
+
+    #[test]
+    fn lines_retired_across_every_agreement_come_back_with_their_page() {
+        let (_dir, journal, runtime) = scratch();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            full_listing(&journal, &commits, "10", &["1"]).await;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let state = begin_listing(&journal, "agreements", true).unwrap();
+            let ended = commits
+                .end(Ending {
+                    stream: "agreements".to_string(),
+                    listing: state.listing.unwrap(),
+                    parent_id: None,
+                    page: None,
+                    lines_seen: Vec::new(),
+                    end: End::Complete {
+                        scopes: vec![Scope::AllLines],
+                        guard_percent: 50,
+                        confirm_retire: true,
+                    },
+                })
+                .await
+                .unwrap();
+            assert_eq!(ended.finish, Some(Finish::Complete { retired: 1 }));
+            assert!(retired(&journal, "1"));
+            let again = full_listing(&journal, &commits, "10", &["1"]).await;
+            assert_eq!(again.page.changed, 1);
+        });
+        assert!(!retired(&journal, "1"));
+    }
+
+    #[test]
+    fn lines_take_their_agreement_s_new_company_though_their_page_is_the_same() {
+        let (_dir, journal, runtime) = scratch();
+        let companyless = |company: &str| {
+            let agreement = sdk::Record::Agreement(sdk::Agreement {
+                id: "10".to_string(),
+                company_id: company.to_string(),
+                name: "Managed services".to_string(),
+                active: true,
+                recurring: true,
+                updated_at: None,
+                raw: None,
+                raw_at: None,
+            });
+            let checkpoint = sdk::Checkpoint::default();
+            let listing = begin_listing(&journal, "agreements", false).unwrap().listing.unwrap();
+            let page = Page {
+                parent_id: None,
+                records: &[agreement],
+                checkpoint: &checkpoint,
+                source: None,
+            };
+            store_page(&journal, "agreements", &listing, &page).unwrap();
+        };
+        let page = || match line("1", "10") {
+            sdk::Record::BillingLine(mut l) => {
+                l.company_id = String::new();
+                vec![sdk::Record::BillingLine(l)]
+            }
+            other => vec![other],
+        };
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            companyless("7");
+            list_lines(&journal, &commits, "10", page()).await;
+            assert_eq!(stored_line(&journal, "1").company_id, "7");
+            companyless("8");
+            let again = list_lines(&journal, &commits, "10", page()).await;
+            assert_eq!(again.page.changed, 1);
+        });
+        assert_eq!(stored_line(&journal, "1").company_id, "8");
     }
 
     /// A new journal in a temporary directory, and a runtime to drive listings on.
