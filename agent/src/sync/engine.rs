@@ -233,10 +233,11 @@ pub async fn apply(journal: &Journal, config: &Config, psa: &impl Psa) -> anyhow
 /// be committed together, others have requests out.
 const LISTINGS_PER_REQUEST_SLOT: usize = 4;
 
-/// Hands memory freed by the listings back to the system. Pages are decoded on many threads,
-/// and glibc keeps what each thread freed in that thread's arena, where the next phase (the
-/// child listings, then reconciliation on another thread) cannot reuse it: a large MSP's sync
-/// held every phase's garbage at once, about 70 MB more than it needed.
+/// Hands memory freed by the listings back to the system between phases, so that what the
+/// top-level pages needed (up to a thousand rows each, several in flight) is not still held
+/// while the child listings and reconciliation run. Where the allocator was left with one
+/// arena per thread (`MALLOC_ARENA_MAX`, see the binary), this also frees what each thread's
+/// arena kept.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the system; it has no preconditions.
