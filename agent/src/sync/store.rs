@@ -178,7 +178,8 @@ fn store_page_in(
     let mut opened = RecordTables::new(tx);
     let digest = match lines_of {
         Some(agreement) if !mark_seen => {
-            line_page_digest(&mut opened, records, parent_id)?.map(|digest| (agreement, digest))
+            line_page_digest(&mut opened, records, agreement, parent_id)?
+                .map(|digest| (agreement, digest))
         }
         _ => None,
     };
@@ -847,18 +848,24 @@ fn line_value(
     })
 }
 
-/// The digest of a page of billing lines as the journal would store them (when each was seen
-/// aside), or `None` when the page holds anything else.
+/// The digest of a page of `agreement`'s billing lines as the journal would store them (when
+/// each was seen aside), or `None` when the page holds anything else, such as a line of
+/// another agreement.
 fn line_page_digest(
     rows: &mut RecordTables<'_>,
     records: &[sdk::Record],
+    agreement: &str,
     parent_id: Option<&str>,
 ) -> anyhow::Result<Option<Vec<u8>>> {
     let mut hasher = Sha256::new();
     hasher.update(codec::RECORD_ENCODING.to_le_bytes());
     for record in records {
         let sdk::Record::BillingLine(line) = record else { return Ok(None) };
-        let bytes = codec::encode(&line_value(rows, line, parent_id, 0)?);
+        let value = line_value(rows, line, parent_id, 0)?;
+        if value.agreement_id != agreement {
+            return Ok(None);
+        }
+        let bytes = codec::encode(&value);
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
     }
@@ -1032,6 +1039,22 @@ mod tests {
             assert_eq!(back.page.changed, 1);
         });
         assert_eq!(stored_line(&journal, "2").agreement_id, "10");
+    }
+
+    #[test]
+    fn a_page_that_holds_another_agreement_s_line_is_always_read() {
+        let (_dir, journal, runtime) = scratch();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            // Agreement 10's listing says line 2 is agreement 20's; then 20's listing changes it.
+            list_lines(&journal, &commits, "10", vec![line("1", "10"), line("2", "20")]).await;
+            list_lines(&journal, &commits, "20", vec![with_quantity(line("2", "20"), 4)]).await;
+            assert_eq!(stored_line(&journal, "2").quantity, Decimal::from(4));
+            let again =
+                list_lines(&journal, &commits, "10", vec![line("1", "10"), line("2", "20")]).await;
+            assert_eq!(again.page.changed, 1);
+        });
+        assert_eq!(stored_line(&journal, "2").quantity, Decimal::ONE);
     }
 
     #[test]
