@@ -227,6 +227,24 @@ fn an_older_journal_is_migrated_in_one_transaction() {
 }
 
 #[test]
+fn a_format_2_journal_keeps_no_page_digest_it_may_have_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    {
+        let journal = Journal::open(&path, None).unwrap();
+        journal.write(|tx| tx.put(&tables::LINE_PAGES, "500", &vec![7u8; 32])).unwrap();
+        force_version(&journal, 2).unwrap();
+    }
+    let journal = Journal::open(&path, None).unwrap();
+    let tx = journal.read().unwrap();
+    assert_eq!(tx.count(&tables::LINE_PAGES).unwrap(), 0);
+    assert_eq!(
+        tx.get(&tables::META, "format_version").unwrap(),
+        Some(FORMAT_VERSION.to_le_bytes().to_vec())
+    );
+}
+
+#[test]
 fn a_format_1_journal_gets_its_billing_lines_indexed_by_agreement() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.redb");
@@ -261,6 +279,7 @@ fn a_format_1_journal_gets_its_billing_lines_indexed_by_agreement() {
     let index: Vec<String> =
         tx.scan(&tables::LINES_BY_AGREEMENT, "").unwrap().into_iter().map(|(k, ())| k).collect();
     assert_eq!(index, [format!("500{SEP}11"), format!("500{SEP}12"), format!("600{SEP}21")]);
+    assert_eq!(tx.count(&tables::LINE_PAGES).unwrap(), 0, "format 3 starts with no page digest");
     assert_eq!(
         tx.get(&tables::META, "format_version").unwrap(),
         Some(FORMAT_VERSION.to_le_bytes().to_vec())

@@ -10,14 +10,14 @@ use super::tables::{self, META, Read, Write};
 use super::{Journal, JournalError};
 
 /// The journal format this build writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const VERSION_KEY: &str = "format_version";
 
 /// Migration `i` takes a journal from format `i` to format `i + 1`.
 type Migration = fn(&WriteTransaction) -> Result<(), JournalError>;
 
-const MIGRATIONS: [Migration; 2] = [create_tables, index_lines_by_agreement];
+const MIGRATIONS: [Migration; 3] = [create_tables, index_lines_by_agreement, add_line_pages];
 
 /// Format 0 is a new, empty file: create every table.
 fn create_tables(tx: &WriteTransaction) -> Result<(), JournalError> {
@@ -34,6 +34,17 @@ fn index_lines_by_agreement(tx: &WriteTransaction) -> Result<(), JournalError> {
         index.put(&tables::key2(&line.agreement_id, key), &())
     })?;
     Ok(())
+}
+
+/// Format 3 keeps a digest of each agreement's last page of lines. The format changes with it
+/// so that an older tally, which would write lines without voiding digests, refuses the
+/// journal instead. Digests a format-2 journal may hold are not trusted: the table starts
+/// empty.
+fn add_line_pages(tx: &WriteTransaction) -> Result<(), JournalError> {
+    let def: redb::TableDefinition<'static, &'static str, &'static [u8]> =
+        redb::TableDefinition::new(tables::LINE_PAGES.name);
+    tx.delete_table(def)?;
+    tables::create_table(tx, tables::LINE_PAGES.name)
 }
 
 fn stored_version(tx: &impl Read) -> Result<u32, JournalError> {

@@ -73,11 +73,12 @@ pub const RAW: Table<String> = Table::new("raw_records");
 /// sync holds an index of every line in memory. Kept in step with `psa_billing_lines` by the
 /// sync's store.
 pub const LINES_BY_AGREEMENT: Table<()> = Table::new("psa_lines_by_agreement");
-/// The SHA-256 of the billing lines the last stored page of each agreement's lines held, as
-/// the journal stores them, by agreement id. A later page whose lines hash the same holds
-/// nothing the journal lacks, so storing it reads no line. Whatever writes a billing line
-/// other than by storing such a page drops the digest of each agreement the line was or is on
-/// (retiring lines across every agreement drops them all).
+/// The SHA-256 of the billing lines the final page of each agreement's last complete lines
+/// listing held, as the journal stores them, by agreement id. A later final page whose lines
+/// hash the same holds nothing the journal lacks, so storing it reads no line. A digest stands
+/// only while none of its agreement's lines changes: writing a changed line drops the digest
+/// of the agreement it is on and of the one it left, and retiring lines drops the digest of
+/// their agreement (of every agreement, when retiring across all of them).
 pub const LINE_PAGES: Table<Vec<u8>> = Table::new("psa_line_pages");
 /// The last calls each vendor integration made to the intake API, by integration name.
 pub const INTAKE_CONTACTS: Table<model::IntakeContact> = Table::new("intake_contacts");

@@ -201,6 +201,7 @@ fn store_page_in(
         }
         if let Some((agreement, digest)) = &digest {
             opened_line_pages(&mut opened)?.put(agreement, digest)?;
+            opened.line_page_dropped = None;
         }
     }
     drop(opened);
@@ -581,6 +582,10 @@ fn retire(
                         unseen.push((key.clone(), line));
                     }
                 }
+                if !dry_run && !unseen.is_empty() && !held(unseen.len(), active) {
+                    // Retired lines may stand in the agreement's last page.
+                    Opened::open(tx, &tables::LINE_PAGES)?.delete(agreement)?;
+                }
                 retire_in!(tables::BILLING_LINES, unseen, active)
             }
             None => Ok(Finish::Complete { retired: 0 }),
@@ -603,6 +608,8 @@ struct RecordTables<'t> {
     lines_by_agreement: Option<Opened<'t, ()>>,
     raw: Option<Opened<'t, String>>,
     line_pages: Option<Opened<'t, Vec<u8>>>,
+    /// The agreement whose page digest this page last dropped.
+    line_page_dropped: Option<String>,
     /// The company of the agreement last looked up: a page of lines is one agreement's.
     agreement_company: Option<(String, String)>,
 }
@@ -618,6 +625,7 @@ impl<'t> RecordTables<'t> {
             lines_by_agreement: None,
             raw: None,
             line_pages: None,
+            line_page_dropped: None,
             agreement_company: None,
         }
     }
@@ -771,8 +779,12 @@ fn upsert(
                 |v| &mut v.seen,
                 mark_seen,
             )?;
-            // Keep the line listed under the agreement it is on now. The agreement it left no
-            // longer holds what its last page said.
+            // A changed line voids the digest of its agreement's last page, and of the
+            // agreement it left: neither page is what the journal holds any more.
+            if changed {
+                drop_line_page(rows, &agreement_id)?;
+            }
+            // Keep the line listed under the agreement it is on now.
             let moved = old.as_ref().map(|old| old.agreement_id != agreement_id);
             if moved != Some(false) {
                 let index = opened(&mut rows.lines_by_agreement, tx, &tables::LINES_BY_AGREEMENT)?;
@@ -781,7 +793,7 @@ fn upsert(
                 }
                 index.put(&index_key, &())?;
                 if let Some(old) = &old {
-                    opened_line_pages(rows)?.delete(&old.agreement_id)?;
+                    drop_line_page(rows, &old.agreement_id)?;
                 }
             }
             Ok(changed)
@@ -878,8 +890,16 @@ fn opened_line_pages<'a, 't>(
     opened(&mut rows.line_pages, rows.tx, &tables::LINE_PAGES)
 }
 
-/// Stores one billing line as the PSA returned it after a write or a read. The line's
-/// agreement, before and after, no longer holds what its last listed page said.
+/// Forgets the digest of `agreement`'s last page (once per page of records).
+fn drop_line_page(rows: &mut RecordTables<'_>, agreement: &str) -> anyhow::Result<()> {
+    if rows.line_page_dropped.as_deref() != Some(agreement) {
+        opened_line_pages(rows)?.delete(agreement)?;
+        rows.line_page_dropped = Some(agreement.to_string());
+    }
+    Ok(())
+}
+
+/// Stores one billing line as the PSA returned it after a write or a read.
 pub fn put_line(
     tx: &redb::WriteTransaction,
     line: &sdk::BillingLine,
@@ -887,15 +907,7 @@ pub fn put_line(
     now: Millis,
 ) -> anyhow::Result<bool> {
     let mut rows = RecordTables::new(tx);
-    let before = opened(&mut rows.lines, tx, &tables::BILLING_LINES)?.get(&line.id)?;
-    let record = sdk::Record::BillingLine(line.clone());
-    let changed = upsert(&mut rows, &record, agreement_id, None, now, false)?;
-    let after = opened(&mut rows.lines, tx, &tables::BILLING_LINES)?.get(&line.id)?;
-    let pages = opened_line_pages(&mut rows)?;
-    for stored in before.iter().chain(after.iter()) {
-        pages.delete(&stored.agreement_id)?;
-    }
-    Ok(changed)
+    upsert(&mut rows, &sdk::Record::BillingLine(line.clone()), agreement_id, None, now, false)
 }
 
 #[cfg(test)]
@@ -1055,6 +1067,97 @@ mod tests {
             assert_eq!(again.page.changed, 1);
         });
         assert_eq!(stored_line(&journal, "2").quantity, Decimal::ONE);
+    }
+
+    #[test]
+    fn a_page_that_changed_lines_without_a_digest_of_its_own_voids_the_old_one() {
+        let (_dir, journal, runtime) = scratch();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            // Line 1 is now 5, line 2 is gone, and the page carries a line of agreement 20.
+            let mixed = vec![with_quantity(line("1", "10"), 5), line("3", "20")];
+            let ended = list_lines(&journal, &commits, "10", mixed).await;
+            assert_eq!(ended.finish, Some(Finish::Complete { retired: 1 }));
+            // The PSA lists the first page again.
+            let again = full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            assert_eq!(again.page.changed, 2);
+        });
+        assert_eq!(stored_line(&journal, "1").quantity, Decimal::ONE);
+        assert!(!retired(&journal, "2"));
+    }
+
+    #[test]
+    fn lines_retired_from_an_agreement_come_back_with_its_page() {
+        let (_dir, journal, runtime) = scratch();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            // Line 2 is gone; line 1 is unchanged; the page carries a line of agreement 20.
+            let mixed = vec![line("1", "10"), line("3", "20")];
+            let ended = list_lines(&journal, &commits, "10", mixed).await;
+            assert_eq!(ended.finish, Some(Finish::Complete { retired: 1 }));
+            let again = full_listing(&journal, &commits, "10", &["1", "2"]).await;
+            assert_eq!(again.page.changed, 1);
+        });
+        assert!(!retired(&journal, "2"));
+    }
+
+    #[test]
+    fn a_listing_that_failed_after_its_last_page_voids_the_old_digest() {
+        let (_dir, journal, runtime) = scratch();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            full_listing(&journal, &commits, "10", &["1"]).await;
+            let state = begin_listing(&journal, &key("10"), true).unwrap();
+            commits
+                .end(Ending {
+                    stream: key("10"),
+                    listing: state.listing.unwrap(),
+                    parent_id: Some("10".to_string()),
+                    page: Some(LastPage {
+                        records: vec![with_quantity(line("1", "10"), 5)],
+                        checkpoint: sdk::Checkpoint::default(),
+                        source: None,
+                    }),
+                    lines_seen: vec!["1".to_string()],
+                    end: End::Failed { error: "the plugin failed after its last page".into() },
+                })
+                .await
+                .unwrap();
+            assert_eq!(stored_line(&journal, "1").quantity, Decimal::from(5));
+            let again = full_listing(&journal, &commits, "10", &["1"]).await;
+            assert_eq!(again.page.changed, 1);
+        });
+        assert_eq!(stored_line(&journal, "1").quantity, Decimal::ONE);
+    }
+
+    #[test]
+    fn an_earlier_page_of_a_listing_that_changed_a_line_voids_the_old_digest() {
+        let (_dir, journal, runtime) = scratch();
+        runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            full_listing(&journal, &commits, "10", &["1"]).await;
+            // The next listing stores a first page with line 1 at 5, then stops; when it
+            // resumes, its last page holds line 1 at 1 again.
+            let stream = key("10");
+            let listing = begin_listing(&journal, &stream, true).unwrap().listing.unwrap();
+            let records = vec![with_quantity(line("1", "10"), 5)];
+            let checkpoint =
+                sdk::Checkpoint { page_token: Some("2".to_string()), ..Default::default() };
+            let page = Page {
+                parent_id: Some("10"),
+                records: &records,
+                checkpoint: &checkpoint,
+                source: None,
+            };
+            store_page(&journal, &stream, &listing, &page).unwrap();
+            let again = full_listing(&journal, &commits, "10", &["1"]).await;
+            assert_eq!(again.page.changed, 1);
+        });
+        assert_eq!(stored_line(&journal, "1").quantity, Decimal::ONE);
     }
 
     #[test]
