@@ -45,24 +45,24 @@ struct Cli {
 
     /// small (500 companies), large (5,000) or a number of companies [default: large, or small
     /// with --quick].
-    #[arg(long, value_parser = Size::parse)]
+    #[arg(long, value_parser = Size::parse, allow_negative_numbers = true)]
     size: Option<Size>,
 
     /// Latency the emulator adds to every request, in milliseconds [default: 20, or 2 with
     /// --quick].
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = parse_latency, allow_negative_numbers = true)]
     latency_ms: Option<u64>,
 
     /// Runs of each step; figures are medians [default: 3, or 1 with --quick].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_runs, allow_negative_numbers = true)]
     runs: Option<usize>,
 
     /// Seed of the generated data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
 
-    /// Where the JSON results go [default: bench/results.json, or target/bench-quick.json with
-    /// --quick].
+    /// Where the JSON results go; its directory must exist [default: bench/results.json, or
+    /// target/bench-quick.json in the workspace with --quick].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 
@@ -130,14 +130,67 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_latency(text: &str) -> Result<u64, String> {
+    text.trim().parse().map_err(|_| {
+        format!("`{text}` is not a latency: give a whole number of milliseconds, 0 or more")
+    })
+}
+
+fn parse_runs(text: &str) -> Result<usize, String> {
+    match text.trim().parse() {
+        Ok(runs) if runs >= 1 => Ok(runs),
+        _ => Err(format!("`{text}` is not a number of runs: give a whole number, 1 or more")),
+    }
+}
+
+/// Checks, before anything is measured, that the results can be written to `out`. The default
+/// place's directory is made if need be; a path the user gave must be in a directory that
+/// exists.
+fn check_out(out: &Path, given: bool) -> anyhow::Result<()> {
+    if out.is_dir() {
+        bail!("--out {}: is a directory; name the results file instead", out.display());
+    }
+    let parent = match out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent,
+        None => Path::new("."),
+    };
+    if parent.exists() && !parent.is_dir() {
+        bail!("--out {}: {} is not a directory", out.display(), parent.display());
+    }
+    if !parent.is_dir() {
+        if given {
+            bail!(
+                "--out {}: the directory {} does not exist; create it or choose another file",
+                out.display(),
+                parent.display()
+            );
+        }
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {} for the results", parent.display()))?;
+    }
+    let existed = out.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(out)
+        .with_context(|| format!("--out {}: cannot write there", out.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(out);
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
     // reqwest is built without a default TLS provider; the baseline talks plain HTTP on
     // loopback, but the client still wants one installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let size = cli.size.unwrap_or(if cli.quick { Size::small() } else { Size::large() });
     let latency_ms = cli.latency_ms.unwrap_or(if cli.quick { 2 } else { 20 });
-    let runs = cli.runs.unwrap_or(if cli.quick { 1 } else { 3 }).max(1);
+    let runs = cli.runs.unwrap_or(if cli.quick { 1 } else { 3 });
     let out = cli.out.clone().unwrap_or_else(|| default_out(cli.quick));
+    if !cli.serve {
+        check_out(&out, cli.out.is_some())?;
+    }
     let started = Instant::now();
 
     let tally_bin = match &cli.tally {
@@ -182,14 +235,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         figures: &measurement.figures,
         missed: measurement.figures.missed().iter().map(|f| f.key).collect(),
     };
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let mut json = serde_json::to_string_pretty(&document)?;
-    json.push('\n');
-    std::fs::write(&out, json).with_context(|| format!("cannot write {}", out.display()))?;
-
     let data = &measurement.data.size;
     println!(
         "\ntally-bench: {} MSP ({} companies, {} products, {} agreements, {} billing lines, {} \
@@ -215,6 +260,18 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     if !document.missed.is_empty() {
         println!("targets missed: {}", document.missed.join(", "));
     }
+    if size != Size::large() || latency_ms != 20 {
+        println!(
+            "the targets are set for the large size at 20 ms per request; at these settings \
+             they are shown for reference"
+        );
+    }
+    // Written after the table, so that a file that cannot be written loses no figure.
+    let mut json = serde_json::to_string_pretty(&document)?;
+    json.push('\n');
+    std::fs::write(&out, json).with_context(|| {
+        format!("--out {}: cannot write the results (the table above holds them)", out.display())
+    })?;
     Ok(())
 }
 
@@ -241,6 +298,18 @@ fn build_tally() -> anyhow::Result<PathBuf> {
     let release = !cfg!(debug_assertions);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
+    // Under `cargo run`, the bench inherits variables that describe its own package; a build
+    // that sees them fingerprints differently and rebuilds what `cargo build` just built.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let ours = key.starts_with("CARGO_PKG_")
+            || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME"]
+                .contains(&key.as_ref())
+            || key == "CARGO_PRIMARY_PACKAGE";
+        if ours {
+            command.env_remove(key.as_ref());
+        }
+    }
     command
         .args(["build", "-p", "tally", "--bin", "tally"])
         .arg("--manifest-path")
