@@ -303,9 +303,14 @@ fn build_tally() -> anyhow::Result<PathBuf> {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         let ours = key.starts_with("CARGO_PKG_")
-            || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME"]
-                .contains(&key.as_ref())
-            || key == "CARGO_PRIMARY_PACKAGE";
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&key.as_ref());
         if ours {
             command.env_remove(key.as_ref());
         }

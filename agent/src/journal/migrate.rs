@@ -41,9 +41,7 @@ fn index_lines_by_agreement(tx: &WriteTransaction) -> Result<(), JournalError> {
 /// journal instead. Digests a format-2 journal may hold are not trusted: the table starts
 /// empty.
 fn add_line_pages(tx: &WriteTransaction) -> Result<(), JournalError> {
-    let def: redb::TableDefinition<'static, &'static str, &'static [u8]> =
-        redb::TableDefinition::new(tables::LINE_PAGES.name);
-    tx.delete_table(def)?;
+    tables::delete_table(tx, tables::LINE_PAGES.name)?;
     tables::create_table(tx, tables::LINE_PAGES.name)
 }
 

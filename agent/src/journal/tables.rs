@@ -118,6 +118,13 @@ pub fn create_table(tx: &WriteTransaction, name: &'static str) -> Result<(), Jou
     Ok(())
 }
 
+/// Deletes a table and everything in it, if it exists.
+pub fn delete_table(tx: &WriteTransaction, name: &'static str) -> Result<(), JournalError> {
+    let def: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new(name);
+    tx.delete_table(def)?;
+    Ok(())
+}
+
 fn decode_value<V: DeserializeOwned>(
     table: &str,
     key: &str,

@@ -561,13 +561,16 @@ fn retire(
         Scope::Products => retire_in!(tables::PRODUCTS, |_| true),
         Scope::Agreements => retire_in!(tables::AGREEMENTS, |_| true),
         Scope::AllLines => {
-            let finish = retire_in!(tables::BILLING_LINES, |_| true);
-            // Lines retired here may stand in any agreement's last page.
-            let mut pages = Opened::open(tx, &tables::LINE_PAGES)?;
-            for agreement in pages.keys_with_prefix("")? {
-                pages.delete(&agreement)?;
+            let finish: anyhow::Result<Finish> = retire_in!(tables::BILLING_LINES, |_| true);
+            let finish = finish?;
+            if matches!(finish, Finish::Complete { retired } if retired > 0) {
+                // Lines retired here may stand in any agreement's last page.
+                let mut pages = Opened::open(tx, &tables::LINE_PAGES)?;
+                for agreement in pages.keys_with_prefix("")? {
+                    pages.delete(&agreement)?;
+                }
             }
-            finish
+            Ok(finish)
         }
         Scope::LinesOf(agreement) => match rules.lines_of {
             Some(candidates) => {
@@ -953,30 +956,45 @@ mod tests {
         agreement: &str,
         records: Vec<sdk::Record>,
     ) -> Ended {
-        let state = begin_listing(journal, &key(agreement), true).unwrap();
+        let end = End::Complete {
+            scopes: vec![Scope::LinesOf(agreement.to_string())],
+            guard_percent: 50,
+            confirm_retire: false,
+        };
+        end_listing(journal, commits, &key(agreement), Some(agreement), Some(records), end).await
+    }
+
+    /// Begins a full listing of `stream` and ends it as `end`, with `records` as its last page.
+    async fn end_listing(
+        journal: &Journal,
+        commits: &GroupCommit,
+        stream: &str,
+        parent_id: Option<&str>,
+        records: Option<Vec<sdk::Record>>,
+        end: End,
+    ) -> Ended {
+        let state = begin_listing(journal, stream, true).unwrap();
         let lines_seen = records
             .iter()
+            .flatten()
             .filter_map(|record| match record {
                 sdk::Record::BillingLine(line) => Some(line.id.clone()),
                 _ => None,
             })
             .collect();
+        let page = records.map(|records| LastPage {
+            records,
+            checkpoint: sdk::Checkpoint::default(),
+            source: None,
+        });
         commits
             .end(Ending {
-                stream: key(agreement),
+                stream: stream.to_string(),
                 listing: state.listing.unwrap(),
-                parent_id: Some(agreement.to_string()),
-                page: Some(LastPage {
-                    records,
-                    checkpoint: sdk::Checkpoint::default(),
-                    source: None,
-                }),
+                parent_id: parent_id.map(str::to_string),
+                page,
                 lines_seen,
-                end: End::Complete {
-                    scopes: vec![Scope::LinesOf(agreement.to_string())],
-                    guard_percent: 50,
-                    confirm_retire: false,
-                },
+                end,
             })
             .await
             .unwrap()
@@ -1111,22 +1129,9 @@ mod tests {
         runtime.block_on(async {
             let commits = GroupCommit::start(journal.clone(), 4).unwrap();
             full_listing(&journal, &commits, "10", &["1"]).await;
-            let state = begin_listing(&journal, &key("10"), true).unwrap();
-            commits
-                .end(Ending {
-                    stream: key("10"),
-                    listing: state.listing.unwrap(),
-                    parent_id: Some("10".to_string()),
-                    page: Some(LastPage {
-                        records: vec![with_quantity(line("1", "10"), 5)],
-                        checkpoint: sdk::Checkpoint::default(),
-                        source: None,
-                    }),
-                    lines_seen: vec!["1".to_string()],
-                    end: End::Failed { error: "the plugin failed after its last page".into() },
-                })
-                .await
-                .unwrap();
+            let records = vec![with_quantity(line("1", "10"), 5)];
+            let failed = End::Failed { error: "the plugin failed after its last page".into() };
+            end_listing(&journal, &commits, &key("10"), Some("10"), Some(records), failed).await;
             assert_eq!(stored_line(&journal, "1").quantity, Decimal::from(5));
             let again = full_listing(&journal, &commits, "10", &["1"]).await;
             assert_eq!(again.page.changed, 1);
@@ -1167,22 +1172,12 @@ mod tests {
             let commits = GroupCommit::start(journal.clone(), 4).unwrap();
             full_listing(&journal, &commits, "10", &["1"]).await;
             std::thread::sleep(std::time::Duration::from_millis(5));
-            let state = begin_listing(&journal, "agreements", true).unwrap();
-            let ended = commits
-                .end(Ending {
-                    stream: "agreements".to_string(),
-                    listing: state.listing.unwrap(),
-                    parent_id: None,
-                    page: None,
-                    lines_seen: Vec::new(),
-                    end: End::Complete {
-                        scopes: vec![Scope::AllLines],
-                        guard_percent: 50,
-                        confirm_retire: true,
-                    },
-                })
-                .await
-                .unwrap();
+            let end = End::Complete {
+                scopes: vec![Scope::AllLines],
+                guard_percent: 50,
+                confirm_retire: true,
+            };
+            let ended = end_listing(&journal, &commits, "agreements", None, None, end).await;
             assert_eq!(ended.finish, Some(Finish::Complete { retired: 1 }));
             assert!(retired(&journal, "1"));
             let again = full_listing(&journal, &commits, "10", &["1"]).await;
