@@ -353,6 +353,50 @@ async fn c07_listing_hands_each_page_over_and_waits_as_asked() {
 }
 
 #[tokio::test]
+async fn a_response_body_goes_beside_the_call_when_the_plugin_takes_it_and_inside_otherwise() {
+    // A plugin without the optional entry finds the body inside the step call, escaped.
+    let server = Server::start(|_| json(r#"[{"id":1}]"#)).await;
+    let inside = plugin::load(&c_plugin("body_inside", &[], "body_inside")).unwrap();
+    assert!(!inside.takes_body_beside());
+    let settings = json!({ "url": server.url("/probe") });
+    let session = PluginSession::open(inside, &settings, options(clock())).unwrap();
+    assert_eq!(session.probe().await.unwrap(), "body inside");
+
+    // A plugin built with the SDK takes it beside, from a small page read inline and from a
+    // large one read on a blocking thread alike, names that JSON escapes included.
+    let tricky = |id: u64| format!("Quote \"{id}\" back\\slash é ☃ {}", "x".repeat(100));
+    let small = json!([{ "id": 1, "name": tricky(1) }]).to_string();
+    let large: Vec<Value> = (2..1002).map(|id| json!({ "id": id, "name": tricky(id) })).collect();
+    let large = Value::Array(large).to_string();
+    assert!(large.len() > 64 * 1024, "the large page must be read on a blocking thread");
+    let server = Server::start(move |seen| match seen.target.as_str() {
+        "/companies?page=1" => json(small.clone()),
+        "/companies?page=2" => json(large.clone()),
+        _ => json("[]"),
+    })
+    .await;
+    let session = example_session(&server, clock());
+    let example = plugin::load(&example_library()).unwrap();
+    assert!(example.takes_body_beside());
+
+    let mut names = Vec::new();
+    session
+        .run(list_companies(), |page| {
+            for record in &page.records {
+                let Record::Company(company) = record else { panic!("{record:?}") };
+                names.push((company.id.clone(), company.name.clone()));
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    let expected: Vec<(String, String)> =
+        (1..1002).map(|id| (id.to_string(), tricky(id))).collect();
+    assert_eq!(names, expected);
+}
+
+#[tokio::test]
 async fn a_page_that_cannot_be_stored_stops_the_listing() {
     let server = Server::start(|_| json(rows(1, 3))).await;
     let session = example_session(&server, clock());

@@ -4,7 +4,9 @@
 //! version symbol first, and nothing else is touched when it differs; then the entry symbol;
 //! then the handshake. Every call afterwards is one JSON `Call` in and one JSON `Reply` out:
 //! the reply buffer is copied, handed back to the plugin's own `free`, and only then parsed,
-//! so a malformed reply is a typed error and never a panic. A library is never unloaded
+//! so a malformed reply is a typed error and never a panic. A response body goes beside the
+//! JSON of its `step` call when the library exports `abi::INVOKE_BODY_SYMBOL`, and inside it
+//! otherwise. A library is never unloaded
 //! (case C24: unloading runs thread-local destructors whose code is gone): the process-global
 //! registry keeps it for the life of the process, and loading a path again returns the entry
 //! already there. A plugin upgrade therefore needs a restart, or a new file name.
@@ -28,6 +30,8 @@ pub struct LoadedPlugin {
     path: PathBuf,
     handshake: Handshake,
     api: &'static PluginApi,
+    /// The entry that takes a response body beside the call, when the library has one.
+    invoke_body: Option<abi::InvokeBody>,
     settings: jsonschema::Validator,
 }
 
@@ -99,6 +103,11 @@ fn open(path: &Path) -> Result<LoadedPlugin, LoadError> {
         return Err(LoadError::AbiMismatch { plugin: api.abi_version, host: abi::ABI_VERSION });
     }
 
+    // SAFETY: the ABI defines this optional symbol as `abi::InvokeBody`; the library is never
+    // unloaded, so the function outlives every call.
+    let invoke_body =
+        unsafe { library.get::<abi::InvokeBody>(abi::INVOKE_BODY_SYMBOL) }.ok().map(|f| *f);
+
     let reply = invoke(api, &Call::Handshake).map_err(LoadError::MalformedHandshake)?;
     let handshake = match reply {
         Reply::Handshake { handshake } => handshake,
@@ -113,7 +122,7 @@ fn open(path: &Path) -> Result<LoadedPlugin, LoadError> {
         }
     };
     let settings = check_handshake(&handshake)?;
-    Ok(LoadedPlugin { path: path.to_path_buf(), handshake, api, settings })
+    Ok(LoadedPlugin { path: path.to_path_buf(), handshake, api, invoke_body, settings })
 }
 
 fn check_handshake(handshake: &Handshake) -> Result<jsonschema::Validator, LoadError> {
@@ -145,6 +154,43 @@ fn invoke(api: &PluginApi, call: &Call) -> Result<Reply, String> {
     let input = serde_json::to_vec(call).map_err(|e| format!("cannot encode the call: {e}"))?;
     // SAFETY: `input` is readable for the duration of the call; the ABI forbids unwinding.
     let buffer = unsafe { (api.invoke)(input.as_ptr(), input.len()) };
+    read_reply(api, buffer)
+}
+
+/// One call, a response body beside the JSON: the body is taken out of `call` for the call
+/// and put back afterwards. A call without a response goes to `invoke`.
+fn invoke_beside(
+    api: &PluginApi,
+    invoke_body: abi::InvokeBody,
+    call: &mut Call,
+) -> Result<Reply, String> {
+    let Some(body) = response_body(call).map(std::mem::take) else {
+        return invoke(api, call);
+    };
+    let reply = serde_json::to_vec(call)
+        .map_err(|e| format!("cannot encode the call: {e}"))
+        .and_then(|input| {
+            // SAFETY: `input` and `body` are readable for the duration of the call; the ABI
+            // forbids unwinding.
+            let buffer =
+                unsafe { invoke_body(input.as_ptr(), input.len(), body.as_ptr(), body.len()) };
+            read_reply(api, buffer)
+        });
+    if let Some(emptied) = response_body(call) {
+        *emptied = body;
+    }
+    reply
+}
+
+fn response_body(call: &mut Call) -> Option<&mut String> {
+    match call {
+        Call::Step { input: StepInput::Response { response }, .. } => Some(&mut response.body),
+        _ => None,
+    }
+}
+
+/// The reply in a buffer `invoke` returned, copied and handed back to the plugin's `free`.
+fn read_reply(api: &PluginApi, buffer: abi::Buffer) -> Result<Reply, String> {
     if buffer.ptr.is_null() {
         return Err("the plugin returned a null buffer".to_string());
     }
@@ -181,14 +227,29 @@ impl LoadedPlugin {
         &self.settings
     }
 
-    /// Calls into the plugin on this thread. Plugins built with the SDK accept calls from any
-    /// thread, concurrently.
+    /// Calls into the plugin on this thread, a response body inside the JSON. Plugins built
+    /// with the SDK accept calls from any thread, concurrently.
     pub fn call(&self, call: &Call) -> Result<Reply, HostError> {
-        invoke(self.api, call).map_err(|detail| HostError::Malformed {
-            plugin: self.handshake.name.clone(),
-            call: call_name(call),
-            detail,
-        })
+        invoke(self.api, call).map_err(|detail| self.malformed(call, detail))
+    }
+
+    /// [`call`](Self::call), with a response body beside the JSON when the plugin takes it
+    /// so (`call` is left as it was given).
+    fn call_owned(&self, call: &mut Call) -> Result<Reply, HostError> {
+        let reply = match self.invoke_body {
+            Some(invoke_body) => invoke_beside(self.api, invoke_body, call),
+            None => invoke(self.api, call),
+        };
+        reply.map_err(|detail| self.malformed(call, detail))
+    }
+
+    fn malformed(&self, call: &Call, detail: String) -> HostError {
+        HostError::Malformed { plugin: self.handshake.name.clone(), call: call_name(call), detail }
+    }
+
+    /// Whether the plugin takes response bodies beside the JSON of their calls.
+    pub fn takes_body_beside(&self) -> bool {
+        self.invoke_body.is_some()
     }
 
     /// Calls into the plugin without stalling the async runtime: a call that hands the plugin
@@ -202,8 +263,9 @@ impl LoadedPlugin {
     /// [`call_blocking`](Self::call_blocking), handing the call back afterwards (the caller
     /// keeps the response body it passed).
     pub async fn call_back(self: &Arc<Self>, call: Call) -> (Result<Reply, HostError>, Call) {
+        let mut call = call;
         if !heavy(&call) {
-            let reply = self.call(&call);
+            let reply = self.call_owned(&mut call);
             return (reply, call);
         }
         let plugin = self.clone();
@@ -213,7 +275,7 @@ impl LoadedPlugin {
             _ => Call::Handshake,
         };
         match tokio::task::spawn_blocking(move || {
-            let reply = plugin.call(&call);
+            let reply = plugin.call_owned(&mut call);
             (reply, call)
         })
         .await

@@ -92,3 +92,25 @@ fn a_session_opens_and_starts_an_operation_over_json() {
     let close = json!({"call": "close", "session": session});
     assert_eq!(invoke(close.to_string().as_bytes())["reply"], "done");
 }
+
+#[test]
+fn the_body_beside_entry_answers_as_invoke_does() {
+    let call = br#"{"call":"step","operation":424242,"input":{"input":"response","response":{"status":200,"headers":[],"body":""}}}"#;
+    let body = b"[]";
+    // SAFETY: both inputs are readable for their lengths during the call; the buffer returned
+    // is read once and then handed back to the library that allocated it.
+    let reply = unsafe {
+        let buffer = tally_connectwise::tally_plugin_v1_invoke_body(
+            call.as_ptr(),
+            call.len(),
+            body.as_ptr(),
+            body.len(),
+        );
+        let text = std::slice::from_raw_parts(buffer.ptr, buffer.len).to_vec();
+        (api().free)(buffer);
+        text
+    };
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(reply["reply"], "failed", "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("no running operation 424242"));
+}

@@ -9,6 +9,12 @@
 //! 1. `tally_plugin_abi_version() -> u32` must equal the host's [`ABI_VERSION`];
 //! 2. `tally_plugin_v1() -> *const PluginApi` gives the function table;
 //! 3. `invoke({"call":"handshake"})` describes the plugin.
+//!
+//! A library may also export [`INVOKE_BODY_SYMBOL`], which takes the body of an HTTP response
+//! beside the JSON of the `step` call that hands the response over, instead of escaped inside
+//! it. A page of a thousand rows is then neither escaped by the host nor unescaped by the
+//! plugin. The host uses it for every response when the symbol is there, and `invoke` with the
+//! body inside the call otherwise; a plugin in another language may leave it out.
 
 /// The version of this boundary. A host refuses a library that reports another one.
 pub const ABI_VERSION: u32 = 1;
@@ -18,6 +24,17 @@ pub const ABI_VERSION_SYMBOL: &[u8] = b"tally_plugin_abi_version\0";
 
 /// Symbol of `extern "C" fn() -> *const PluginApi`, versioned with the ABI.
 pub const ENTRY_SYMBOL: &[u8] = b"tally_plugin_v1\0";
+
+/// Symbol of the optional [`InvokeBody`], read once after [`ENTRY_SYMBOL`].
+pub const INVOKE_BODY_SYMBOL: &[u8] = b"tally_plugin_v1_invoke_body\0";
+
+/// `invoke` for a `step` call with a `response` input whose `body` is the empty string in the
+/// JSON and is given instead as `body_len` bytes of UTF-8 at `body` (borrowed for the duration
+/// of the call). The reply is the same `Reply` `invoke` would give, in a buffer for
+/// [`PluginApi::free`]. Any other call, a body that is not UTF-8, or a body given both ways is
+/// answered with a `failed` reply.
+pub type InvokeBody =
+    unsafe extern "C" fn(input: *const u8, len: usize, body: *const u8, body_len: usize) -> Buffer;
 
 /// Bytes allocated by the plugin and returned to the host. The host reads `len` bytes from
 /// `ptr` and then passes the buffer, unchanged, to [`PluginApi::free`].

@@ -67,11 +67,7 @@ macro_rules! export_plugin {
 
         unsafe extern "C" fn __tally_invoke(input: *const u8, len: usize) -> $crate::abi::Buffer {
             // SAFETY: the host passes a pointer to `len` readable bytes for this call.
-            let input = if input.is_null() {
-                &[][..]
-            } else {
-                unsafe { ::std::slice::from_raw_parts(input, len) }
-            };
+            let input = unsafe { $crate::runtime::borrowed(input, len) };
             $crate::abi::Buffer::from_vec(__TALLY_RUNTIME.invoke(input))
         }
 
@@ -89,6 +85,23 @@ macro_rules! export_plugin {
         #[unsafe(no_mangle)]
         pub extern "C" fn tally_plugin_v1() -> *const $crate::abi::PluginApi {
             &__TALLY_API
+        }
+
+        /// The response body beside the call (`tally_plugin_sdk::abi::InvokeBody`).
+        ///
+        /// # Safety
+        /// `input` and `body` must point to `len` and `body_len` readable bytes.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn tally_plugin_v1_invoke_body(
+            input: *const u8,
+            len: usize,
+            body: *const u8,
+            body_len: usize,
+        ) -> $crate::abi::Buffer {
+            let (input, body) = unsafe {
+                ($crate::runtime::borrowed(input, len), $crate::runtime::borrowed(body, body_len))
+            };
+            $crate::abi::Buffer::from_vec(__TALLY_RUNTIME.invoke_with_body(input, body))
         }
     };
 }

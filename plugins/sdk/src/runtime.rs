@@ -1,5 +1,6 @@
 //! The plugin-side dispatcher behind [`export_plugin!`](crate::export_plugin): it decodes a
-//! `Call`, keeps the sessions and operations of one library, and encodes the `Reply`.
+//! `Call` (with the response body inside it, or beside it: see `abi::InvokeBody`), keeps the
+//! sessions and operations of one library, and encodes the `Reply`.
 //!
 //! Every call runs inside `catch_unwind`: a panic anywhere in plugin code becomes an
 //! `internal` error reply, never an unwind into the host. A lock poisoned by such a panic is
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
-use crate::{Call, ErrorKind, Machine, Plugin, PluginError, Reply, Step};
+use crate::{Call, ErrorKind, Machine, Plugin, PluginError, Reply, Step, StepInput};
 
 struct State<P> {
     next_id: u64,
@@ -41,7 +42,17 @@ impl<P: Plugin> Runtime<P> {
 
     /// Answers one JSON call with one JSON reply. Never panics.
     pub fn invoke(&self, input: &[u8]) -> Vec<u8> {
-        let reply = match catch_unwind(AssertUnwindSafe(|| self.dispatch(input))) {
+        self.answer(input, None)
+    }
+
+    /// Answers a `step` call whose response body is `body` instead of the empty `body` in the
+    /// JSON. Never panics.
+    pub fn invoke_with_body(&self, input: &[u8], body: &[u8]) -> Vec<u8> {
+        self.answer(input, Some(body))
+    }
+
+    fn answer(&self, input: &[u8], body: Option<&[u8]>) -> Vec<u8> {
+        let reply = match catch_unwind(AssertUnwindSafe(|| self.dispatch(input, body))) {
             Ok(reply) => reply,
             Err(panic) => Reply::Failed { error: panic_error(panic) },
         };
@@ -50,8 +61,8 @@ impl<P: Plugin> Runtime<P> {
         })
     }
 
-    fn dispatch(&self, input: &[u8]) -> Reply {
-        let call: Call = match serde_json::from_slice(input) {
+    fn dispatch(&self, input: &[u8], body: Option<&[u8]>) -> Reply {
+        let mut call: Call = match serde_json::from_slice(input) {
             Ok(call) => call,
             Err(error) => {
                 return failed(
@@ -60,6 +71,11 @@ impl<P: Plugin> Runtime<P> {
                 );
             }
         };
+        if let Some(body) = body
+            && let Err(message) = put_body(&mut call, body)
+        {
+            return failed(ErrorKind::Internal, message);
+        }
         match call {
             Call::Handshake => Reply::Handshake { handshake: P::handshake() },
             Call::Open { settings } => match P::open(&settings) {
@@ -122,6 +138,31 @@ impl<P: Plugin> Runtime<P> {
     fn lock(&self) -> std::sync::MutexGuard<'_, State<P>> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Puts a body given beside the call into the response the call hands over.
+fn put_body(call: &mut Call, body: &[u8]) -> Result<(), String> {
+    let Call::Step { input: StepInput::Response { response }, .. } = call else {
+        return Err(
+            "the host sent a response body beside a call that hands over no response".to_string()
+        );
+    };
+    if !response.body.is_empty() {
+        return Err("the host sent the response body both inside and beside the call".to_string());
+    }
+    let text = std::str::from_utf8(body).map_err(|error| {
+        format!("the host sent a response body beside the call that is not UTF-8: {error}")
+    })?;
+    response.body = text.to_owned();
+    Ok(())
+}
+
+/// The bytes at `ptr`, or none for a null pointer.
+///
+/// # Safety
+/// A non-null `ptr` must point to `len` bytes readable for `'a`.
+pub unsafe fn borrowed<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if ptr.is_null() { &[] } else { unsafe { std::slice::from_raw_parts(ptr, len) } }
 }
 
 fn failed(kind: ErrorKind, message: String) -> Reply {
