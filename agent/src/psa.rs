@@ -14,13 +14,14 @@ use crate::plugin::{self, LoadedPlugin, PluginSession, SessionOptions};
 use crate::sync::psa::{Page, Psa, PsaError};
 
 /// The plugins tally would load: a scan of `plugin_dir`, or of the executable's directory.
-/// Without `plugin_dir`, a development build whose directory holds no plugin also loads the
-/// workspace's plugins from `deps` beside the executable, where cargo leaves the libraries it
-/// built as dependencies of `tally` (only those named `tally_*`, never the rest of `deps`).
+/// Without `plugin_dir`, a development build also loads the workspace's plugins from `deps`
+/// beside the executable, where cargo leaves the libraries it built as dependencies of `tally`
+/// (only those named `tally_*`, never the rest of `deps`), except those whose file the
+/// directory itself holds (cargo copies a plugin there when it was built on its own).
 pub fn catalog(config: &Config) -> anyhow::Result<plugin::Catalog> {
     let dir = plugin::discovery::plugin_dir(config)?;
     let mut catalog = plugin::discovery::discover(&dir)?;
-    if config.plugin_dir.is_none() && catalog.loaded.is_empty() {
+    if config.plugin_dir.is_none() {
         for path in dev_build_libraries(&dir) {
             match plugin::library::load(&path) {
                 Ok(loaded) => catalog.loaded.push(loaded),
@@ -36,6 +37,7 @@ pub fn find_plugin(config: &Config, name: &str) -> anyhow::Result<Arc<LoadedPlug
     Ok(catalog(config)?.get(name)?)
 }
 
+/// The `tally_*` libraries in `dir/deps` whose file `dir` does not hold itself.
 fn dev_build_libraries(dir: &Path) -> Vec<PathBuf> {
     let prefix = format!("{}tally_", std::env::consts::DLL_PREFIX);
     let Ok(entries) = std::fs::read_dir(dir.join("deps")) else { return Vec::new() };
@@ -43,7 +45,9 @@ fn dev_build_libraries(dir: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            name.starts_with(&prefix) && name.ends_with(std::env::consts::DLL_SUFFIX)
+            name.starts_with(&prefix)
+                && name.ends_with(std::env::consts::DLL_SUFFIX)
+                && !dir.join(name).exists()
         })
         .collect();
     found.sort();
@@ -119,5 +123,30 @@ impl Psa for PluginSession {
 
     fn requests(&self) -> u64 {
         self.requests_sent()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_development_build_adds_the_plugins_its_directory_lacks_from_deps() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |stem: &str| {
+            format!("{}{stem}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+        };
+        std::fs::create_dir(dir.path().join("deps")).unwrap();
+        for name in [file("tally_alpha"), file("tally_beta"), file("other"), "tally_x.rlib".into()]
+        {
+            std::fs::write(dir.path().join("deps").join(name), b"").unwrap();
+        }
+        // Built on its own, alpha was also copied beside the executable: that copy is scanned.
+        std::fs::write(dir.path().join(file("tally_alpha")), b"").unwrap();
+
+        let found = dev_build_libraries(dir.path());
+
+        assert_eq!(found, vec![dir.path().join("deps").join(file("tally_beta"))]);
+        assert!(dev_build_libraries(&dir.path().join("deps")).is_empty());
     }
 }
