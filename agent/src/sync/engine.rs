@@ -24,7 +24,7 @@ use super::store::{self, End, Ending, Finish, GroupCommit, Scope};
 use crate::config::Config;
 use crate::journal::tables::{self, key2};
 use crate::journal::{Journal, Read, Write};
-use crate::model::{SyncRun, now_millis};
+use crate::model::{StreamState, SyncRun, now_millis};
 
 /// How to run a sync.
 #[derive(Debug, Clone)]
@@ -162,9 +162,12 @@ async fn run_streams(
         };
         let parents = parent_ids(journal, parent_kind)?;
         progress.streams(parents.len() as u64);
-        let results = futures_util::stream::iter(
-            parents.iter().map(|id| list_stream(&ctx, &commits, child, Some(id.as_str()))),
-        )
+        // One read for the states of all the child listings instead of one each.
+        let mut states = child_states(journal, &child.name)?;
+        let results = futures_util::stream::iter(parents.iter().map(|id| {
+            let state = states.remove(id.as_str()).unwrap_or_default();
+            list_stream_from(&ctx, &commits, child, Some(id.as_str()), state)
+        }))
         .buffer_unordered(listings)
         .collect::<Vec<_>>()
         .await;
@@ -292,6 +295,20 @@ fn parent_ids(journal: &Journal, kind: sdk::RecordKind) -> anyhow::Result<Vec<St
     Ok(ids)
 }
 
+/// The states of `stream`'s child listings, by parent id.
+fn child_states(
+    journal: &Journal,
+    stream: &str,
+) -> anyhow::Result<std::collections::HashMap<String, StreamState>> {
+    let prefix = stream_key(stream, Some(""));
+    let mut states = std::collections::HashMap::new();
+    journal.read()?.each(&tables::STREAMS, &prefix, &mut |key, state: StreamState| {
+        states.insert(key[prefix.len()..].to_string(), state);
+        Ok(())
+    })?;
+    Ok(states)
+}
+
 /// What every listing of one sync shares.
 struct StreamCtx<'a, P> {
     journal: &'a Journal,
@@ -309,6 +326,25 @@ async fn list_stream<P: Psa>(
     stream: &sdk::StreamInfo,
     parent: Option<&str>,
 ) -> Result<(), String> {
+    let key = stream_key(&stream.name, parent);
+    match store::stream_state(ctx.journal, &key) {
+        Ok(state) => list_stream_from(ctx, commits, stream, parent, state).await,
+        Err(e) => {
+            ctx.progress.stream_done();
+            tracing::warn!(stream = %key, error = %e, "stream incomplete");
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Lists one stream from its `state` as last read from the journal.
+async fn list_stream_from<P: Psa>(
+    ctx: &StreamCtx<'_, P>,
+    commits: &GroupCommit,
+    stream: &sdk::StreamInfo,
+    parent: Option<&str>,
+    state: StreamState,
+) -> Result<(), String> {
     let StreamCtx { journal, config, psa, options, lookback, counters, progress } = *ctx;
     let key = stream_key(&stream.name, parent);
     let shown = match parent {
@@ -318,7 +354,6 @@ async fn list_stream<P: Psa>(
     let span = tracing::info_span!("stream", stream = %stream.name, parent = parent.unwrap_or(""));
     let result = tracing::Instrument::instrument(
         async {
-            let state = store::stream_state(journal, &key)?;
             // A full listing is forced when the stream cannot read increments or has never
             // finished one; an unfinished listing resumes as it began.
             let full = match &state.listing {
