@@ -6,10 +6,10 @@
 //! the reply buffer is copied, handed back to the plugin's own `free`, and only then parsed,
 //! so a malformed reply is a typed error and never a panic. A response body goes beside the
 //! JSON of its `step` call when the library exports `abi::INVOKE_BODY_SYMBOL`, and inside it
-//! otherwise. A library is never unloaded
-//! (case C24: unloading runs thread-local destructors whose code is gone): the process-global
-//! registry keeps it for the life of the process, and loading a path again returns the entry
-//! already there. A plugin upgrade therefore needs a restart, or a new file name.
+//! otherwise. A library is never unloaded (case C24: unloading runs thread-local destructors
+//! whose code is gone): the process-global registry keeps it for the life of the process, and
+//! loading a path again returns the entry already there. A plugin upgrade therefore needs a
+//! restart, or a new file name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -98,6 +98,8 @@ macro_rules! export_plugin {
             body: *const u8,
             body_len: usize,
         ) -> $crate::abi::Buffer {
+            // SAFETY: the host passes pointers to `len` and `body_len` readable bytes for this
+            // call.
             let (input, body) = unsafe {
                 ($crate::runtime::borrowed(input, len), $crate::runtime::borrowed(body, body_len))
             };
