@@ -17,7 +17,8 @@
 //! each listing had in flight, never a checkpoint without its records.
 
 use std::collections::HashSet;
-use std::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -268,8 +269,84 @@ pub struct Ended {
 /// comes first. A batch that fails is retried one ending at a time, so each listing gets its
 /// own answer and a failed ending never takes another's writes with it.
 pub struct GroupCommit {
-    queue: Option<mpsc::Sender<Job>>,
+    queue: Arc<Queue>,
     worker: Option<JoinHandle<()>>,
+}
+
+/// The endings waiting for the commit thread. A sender wakes the thread only with the first
+/// ending of a batch and with the one that fills it, not with each: a large MSP's full sync
+/// queues thousands of endings, and a wake-up per ending cost more than the queueing.
+struct Queue {
+    state: Mutex<Waiting>,
+    ready: Condvar,
+    batch: usize,
+}
+
+#[derive(Default)]
+struct Waiting {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // A panic while holding the lock leaves only a queue of whole jobs behind.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, job: Job) -> anyhow::Result<()> {
+        let mut waiting = self.lock();
+        if waiting.closed {
+            anyhow::bail!("the journal's commit thread has stopped");
+        }
+        waiting.jobs.push_back(job);
+        let queued = waiting.jobs.len();
+        drop(waiting);
+        if queued == 1 || queued == self.batch {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// The next batch: waits for a first ending, then up to [`LINGER`] for the batch to fill;
+    /// `None` once the queue is closed and empty.
+    fn next_batch(&self) -> Option<Vec<Job>> {
+        let mut waiting = self.lock();
+        while waiting.jobs.is_empty() {
+            if waiting.closed {
+                return None;
+            }
+            waiting = self.ready.wait(waiting).unwrap_or_else(PoisonError::into_inner);
+        }
+        let until = Instant::now() + LINGER;
+        while waiting.jobs.len() < self.batch && !waiting.closed {
+            let wait = until.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                break;
+            }
+            waiting =
+                self.ready.wait_timeout(waiting, wait).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        let take = waiting.jobs.len().min(self.batch);
+        Some(waiting.jobs.drain(..take).collect())
+    }
+}
+
+/// Closes the queue when the commit thread ends, even by a panic, and drops the endings still
+/// queued: their listings hear that the thread stopped instead of waiting for it forever.
+struct StopOnExit<'q>(&'q Queue);
+
+impl Drop for StopOnExit<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.0.lock();
+        waiting.closed = true;
+        waiting.jobs.clear();
+    }
 }
 
 struct Job {
@@ -286,22 +363,26 @@ pub const LINGER: Duration = Duration::from_millis(50);
 impl GroupCommit {
     /// Starts the commit thread; a transaction takes up to `batch` endings (at least one).
     pub fn start(journal: Journal, batch: usize) -> anyhow::Result<GroupCommit> {
-        let (queue, jobs) = mpsc::channel::<Job>();
-        let batch = batch.max(1);
+        let queue = Arc::new(Queue {
+            state: Mutex::new(Waiting::default()),
+            ready: Condvar::new(),
+            batch: batch.max(1),
+        });
+        let jobs = Arc::clone(&queue);
         let worker = std::thread::Builder::new()
             .name("journal-commit".to_string())
-            .spawn(move || commit_batches(&journal, &jobs, batch))
+            .spawn(move || {
+                let _stopped = StopOnExit(&jobs);
+                commit_batches(&journal, &jobs);
+            })
             .context("cannot start the journal's commit thread")?;
-        Ok(GroupCommit { queue: Some(queue), worker: Some(worker) })
+        Ok(GroupCommit { queue, worker: Some(worker) })
     }
 
     /// Commits `ending` with whatever other endings are queued, and waits for it.
     pub async fn end(&self, ending: Ending) -> anyhow::Result<Ended> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let queue = self.queue.as_ref().context("the journal's commit thread has stopped")?;
-        queue
-            .send(Job { ending, reply })
-            .map_err(|_| anyhow::anyhow!("the journal's commit thread has stopped"))?;
+        self.queue.push(Job { ending, reply })?;
         answer.await.context("the journal's commit thread stopped before answering")?
     }
 }
@@ -309,25 +390,15 @@ impl GroupCommit {
 impl Drop for GroupCommit {
     fn drop(&mut self) {
         // Closing the queue ends the thread once it has answered every queued ending.
-        self.queue.take();
+        self.queue.close();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
     }
 }
 
-fn commit_batches(journal: &Journal, jobs: &mpsc::Receiver<Job>, size: usize) {
-    while let Ok(first) = jobs.recv() {
-        let until = Instant::now() + LINGER;
-        let mut batch = vec![first];
-        while batch.len() < size {
-            let wait = until.saturating_duration_since(Instant::now());
-            match jobs.recv_timeout(wait) {
-                Ok(job) => batch.push(job),
-                // Time is up, or every sender is gone: commit what there is.
-                Err(_) => break,
-            }
-        }
+fn commit_batches(journal: &Journal, jobs: &Queue) {
+    while let Some(batch) = jobs.next_batch() {
         let together = journal.write(|tx| {
             batch.iter().map(|job| end_in(tx, &job.ending)).collect::<Result<Vec<_>, _>>()
         });
@@ -1012,6 +1083,49 @@ mod tests {
             }
             other => other,
         }
+    }
+
+    #[test]
+    fn more_endings_than_a_batch_all_commit_and_each_hears_its_own_answer() {
+        let (_dir, journal, runtime) = scratch();
+        let agreements: Vec<String> = (1..=10).map(|n| format!("{}", 100 + n)).collect();
+        let ended = runtime.block_on(async {
+            let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+            let listings = agreements.iter().enumerate().map(|(n, agreement)| {
+                let ids: Vec<String> = (0..=n).map(|i| format!("{agreement}-{i}")).collect();
+                let commits = &commits;
+                let journal = &journal;
+                async move {
+                    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    full_listing(journal, commits, agreement, &ids).await
+                }
+            });
+            futures_util::future::join_all(listings).await
+        });
+        for (n, ended) in ended.iter().enumerate() {
+            assert_eq!((ended.page.records, ended.page.changed), (n as u64 + 1, n as u64 + 1));
+            assert_eq!(ended.finish, Some(Finish::Complete { retired: 0 }));
+        }
+        assert_eq!(stored_line(&journal, "110-9").agreement_id, "110");
+    }
+
+    #[test]
+    fn an_ending_sent_after_the_commit_thread_stopped_hears_so() {
+        let (_dir, journal, runtime) = scratch();
+        let commits = GroupCommit::start(journal.clone(), 4).unwrap();
+        // What the commit thread does as it ends, by a panic or otherwise.
+        drop(StopOnExit(&commits.queue));
+        let state = begin_listing(&journal, "companies", true).unwrap();
+        let ending = Ending {
+            stream: "companies".to_string(),
+            listing: state.listing.unwrap(),
+            parent_id: None,
+            page: None,
+            lines_seen: Vec::new(),
+            end: End::Failed { error: "the PSA timed out".to_string() },
+        };
+        let error = runtime.block_on(commits.end(ending)).unwrap_err();
+        assert_eq!(error.to_string(), "the journal's commit thread has stopped");
     }
 
     #[test]
