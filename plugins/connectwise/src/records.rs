@@ -6,6 +6,8 @@
 //! never read a number through `f64`, never decide what is in force today, and never panic on
 //! a row: a row it cannot read is an error naming the row.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -79,7 +81,6 @@ struct Reference {
     id: Option<u64>,
     name: Option<String>,
     inactive_flag: Option<bool>,
-    company: Option<Box<Reference>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,20 +124,39 @@ struct CwAgreement {
     info: Option<Info>,
 }
 
+/// An agreement addition, borrowing from its row: a large MSP has tens of thousands, and
+/// each is read on every full sync.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CwAddition {
+struct CwAddition<'a> {
     id: u64,
-    product: Option<Reference>,
-    company: Option<Reference>,
-    agreement: Option<Reference>,
-    quantity: Option<Box<RawValue>>,
-    less_included: Option<Box<RawValue>>,
-    unit_price: Option<Box<RawValue>>,
-    effective_date: Option<String>,
-    cancelled_date: Option<String>,
+    product: Option<IdOf>,
+    company: Option<IdOf>,
+    agreement: Option<AgreementOf>,
+    #[serde(borrow)]
+    quantity: Option<&'a RawValue>,
+    #[serde(borrow)]
+    less_included: Option<&'a RawValue>,
+    #[serde(borrow)]
+    unit_price: Option<&'a RawValue>,
+    #[serde(borrow)]
+    effective_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    cancelled_date: Option<Cow<'a, str>>,
     #[serde(rename = "_info")]
     info: Option<Info>,
+}
+
+/// The id of a reference, where nothing else of it is read.
+#[derive(Debug, Deserialize)]
+struct IdOf {
+    id: Option<u64>,
+}
+
+/// An addition's `agreement` reference: only its company's id is read.
+#[derive(Debug, Deserialize)]
+struct AgreementOf {
+    company: Option<IdOf>,
 }
 
 fn company(raw: &RawValue, context: &RowContext<'_>) -> Result<Row, PluginError> {
@@ -246,13 +266,11 @@ pub fn billing_line(
     let Some(product_id) = row.product.and_then(|product| product.id) else {
         return Err(errors::bad_row(endpoint, format!("addition {id} names no product id")));
     };
-    let Some(quantity) = optional_decimal(row.quantity.as_deref(), id, "quantity", endpoint)?
-    else {
+    let Some(quantity) = optional_decimal(row.quantity, id, "quantity", endpoint)? else {
         return Err(errors::bad_row(endpoint, format!("addition {id} has no quantity")));
     };
-    let included_quantity =
-        optional_decimal(row.less_included.as_deref(), id, "lessIncluded", endpoint)?;
-    let unit_price = optional_decimal(row.unit_price.as_deref(), id, "unitPrice", endpoint)?;
+    let included_quantity = optional_decimal(row.less_included, id, "lessIncluded", endpoint)?;
+    let unit_price = optional_decimal(row.unit_price, id, "unitPrice", endpoint)?;
     let effective_date = utc_date(row.effective_date.as_deref(), id, "effectiveDate", endpoint)?;
     let cancelled_date = utc_date(row.cancelled_date.as_deref(), id, "cancelledDate", endpoint)?;
     let company = row

@@ -295,6 +295,18 @@ fn c32_effective_and_cancelled_dates_are_utc_calendar_dates() {
 }
 
 #[test]
+fn a_date_written_with_json_escapes_reads_as_its_text() {
+    let body = r#"[{"id": 5, "product": {"id": 9}, "quantity": 1,
+        "effectiveDate": "2024\u002d04\u002d01T00:00:00Z", "cancelledDate": "2024-06-30"}]"#;
+    let line = match listed_text(settings(), "billing_lines", body.to_string()).remove(0) {
+        Record::BillingLine(line) => line,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(line.effective_date.as_deref(), Some("2024-04-01"));
+    assert_eq!(line.cancelled_date.as_deref(), Some("2024-06-30"));
+}
+
+#[test]
 fn a_row_that_cannot_be_read_fails_the_page_and_gives_no_records() {
     let bad_rows = [
         json!([{"id": 1, "product": {"id": 9}, "quantity": "lots"}]),
