@@ -259,6 +259,38 @@ fn c04_a_page_that_always_fails_leaves_the_listing_incomplete_and_decides_nothin
 }
 
 #[test]
+fn a_stream_state_the_journal_cannot_read_stops_the_sync_naming_it_and_loses_nothing() {
+    let env = Env::new(CwData::sample(), "all");
+    seed(&env);
+    env.ok(&["sync"]);
+    let key = tables::key2("billing_lines", &CONTOSO_AGREEMENT.to_string());
+    let lines_before = env.journal().read().unwrap().scan(&tables::BILLING_LINES, "").unwrap();
+    {
+        // A state written by something that is not this tally: not one the codec can read.
+        let db = redb::Database::open(env.path("tally.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let streams: redb::TableDefinition<&str, &[u8]> =
+                redb::TableDefinition::new(tables::STREAMS.name);
+            let mut table = tx.open_table(streams).unwrap();
+            table.insert(key.as_str(), &b"\xff not a stream state"[..]).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    env.cw.remove_addition(CONTOSO_AGREEMENT, 4);
+    let before = patches(&env).len();
+
+    let out = env.tally(&["sync", "--full"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("table streams, key billing_lines/5001"), "{stderr}");
+    // Nothing was retired, rewritten or written back on the strength of an unreadable journal.
+    let lines_after = env.journal().read().unwrap().scan(&tables::BILLING_LINES, "").unwrap();
+    assert_eq!(lines_after, lines_before);
+    assert_eq!(patches(&env).len(), before);
+}
+
+#[test]
 fn c12_a_merged_company_is_never_written_to() {
     let env = Env::new(CwData::sample(), "all");
     env.usage("contoso-old", CONTOSO_MERGED, "safedns-pro", SAFEDNS_SEAT, "9"); // line 5 = 7

@@ -163,10 +163,16 @@ async fn run_streams(
         let parents = parent_ids(journal, parent_kind)?;
         progress.streams(parents.len() as u64);
         // One read for the states of all the child listings instead of one each.
-        let mut states = child_states(journal, &child.name)?;
-        let results = futures_util::stream::iter(parents.iter().map(|id| {
-            let state = states.remove(id.as_str()).unwrap_or_default();
-            list_stream_from(&ctx, &commits, child, Some(id.as_str()), state)
+        let states = child_states(journal, &child.name, &parents)?;
+        let (ctx, commits) = (&ctx, &commits);
+        let results = futures_util::stream::iter(parents.iter().zip(states).map(|(id, state)| {
+            let parent = Some(id.as_str());
+            async move {
+                match state {
+                    Ok(state) => list_stream_from(ctx, commits, child, parent, state).await,
+                    Err(e) => stream_unreadable(ctx, &stream_key(&child.name, parent), e),
+                }
+            }
         }))
         .buffer_unordered(listings)
         .collect::<Vec<_>>()
@@ -295,18 +301,22 @@ fn parent_ids(journal: &Journal, kind: sdk::RecordKind) -> anyhow::Result<Vec<St
     Ok(ids)
 }
 
-/// The states of `stream`'s child listings, by parent id.
+/// The states of `stream`'s listings under each of `parents`, in their order, read in one
+/// transaction. A state that cannot be read stays that listing's error: the others go on.
 fn child_states(
     journal: &Journal,
     stream: &str,
-) -> anyhow::Result<std::collections::HashMap<String, StreamState>> {
-    let prefix = stream_key(stream, Some(""));
-    let mut states = std::collections::HashMap::new();
-    journal.read()?.each(&tables::STREAMS, &prefix, &mut |key, state: StreamState| {
-        states.insert(key[prefix.len()..].to_string(), state);
-        Ok(())
-    })?;
-    Ok(states)
+    parents: &[String],
+) -> anyhow::Result<Vec<Result<StreamState, String>>> {
+    let read = journal.read()?;
+    let states = read.lookup(&tables::STREAMS)?;
+    Ok(parents
+        .iter()
+        .map(|parent| {
+            let key = stream_key(stream, Some(parent));
+            states.get(&key).map(Option::unwrap_or_default).map_err(|e| e.to_string())
+        })
+        .collect())
 }
 
 /// What every listing of one sync shares.
@@ -329,12 +339,15 @@ async fn list_stream<P: Psa>(
     let key = stream_key(&stream.name, parent);
     match store::stream_state(ctx.journal, &key) {
         Ok(state) => list_stream_from(ctx, commits, stream, parent, state).await,
-        Err(e) => {
-            ctx.progress.stream_done();
-            tracing::warn!(stream = %key, error = %e, "stream incomplete");
-            Err(e.to_string())
-        }
+        Err(e) => stream_unreadable(ctx, &key, e.to_string()),
     }
+}
+
+/// A listing whose stored state cannot be read: it is not listed, and the sync goes on.
+fn stream_unreadable<P>(ctx: &StreamCtx<'_, P>, key: &str, error: String) -> Result<(), String> {
+    ctx.progress.stream_done();
+    tracing::warn!(stream = %key, error = %error, "stream incomplete");
+    Err(error)
 }
 
 /// Lists one stream from its `state` as last read from the journal.
