@@ -140,21 +140,34 @@ struct CwAddition<'a> {
     #[serde(borrow)]
     unit_price: Option<&'a RawValue>,
     #[serde(borrow)]
-    effective_date: Option<Cow<'a, str>>,
+    effective_date: Option<Text<'a>>,
     #[serde(borrow)]
-    cancelled_date: Option<Cow<'a, str>>,
+    cancelled_date: Option<Text<'a>>,
     #[serde(rename = "_info")]
     info: Option<Info>,
 }
 
+/// A string borrowed from its row unless it holds escapes (serde borrows a `Cow` only as a
+/// field of its own, not inside an `Option`).
+#[derive(Debug, Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl Text<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The id of a reference, where nothing else of it is read.
 #[derive(Debug, Deserialize)]
+#[serde(expecting = "a reference such as {\"id\": 310}")]
 struct IdOf {
     id: Option<u64>,
 }
 
 /// An addition's `agreement` reference: only its company's id is read.
 #[derive(Debug, Deserialize)]
+#[serde(expecting = "a reference such as {\"id\": 5001}")]
 struct AgreementOf {
     company: Option<IdOf>,
 }
@@ -271,8 +284,10 @@ pub fn billing_line(
     };
     let included_quantity = optional_decimal(row.less_included, id, "lessIncluded", endpoint)?;
     let unit_price = optional_decimal(row.unit_price, id, "unitPrice", endpoint)?;
-    let effective_date = utc_date(row.effective_date.as_deref(), id, "effectiveDate", endpoint)?;
-    let cancelled_date = utc_date(row.cancelled_date.as_deref(), id, "cancelledDate", endpoint)?;
+    let effective_date =
+        utc_date(row.effective_date.as_ref().map(Text::as_str), id, "effectiveDate", endpoint)?;
+    let cancelled_date =
+        utc_date(row.cancelled_date.as_ref().map(Text::as_str), id, "cancelledDate", endpoint)?;
     let company = row
         .company
         .and_then(|company| company.id)

@@ -339,4 +339,23 @@ fn a_row_that_cannot_be_read_fails_the_page_and_gives_no_records() {
         failed(respond(&mut *machine, ok(r#"[{"id": 5, "name": "No company"}]"#)))
     };
     assert!(error.message.contains("agreement 5"), "{}", error.message);
+
+    let error = {
+        let plugin = open(settings());
+        let operation = Operation::List {
+            stream: "billing_lines".into(),
+            mode: ListMode::Full,
+            checkpoint: None,
+            parent_id: Some("5001".into()),
+            lookback_seconds: 0,
+        };
+        let mut machine = start(&plugin, operation);
+        let _ = sent(machine.step(StepInput::Start));
+        failed(respond(&mut *machine, ok(r#"[{"id": 7, "product": "SAFEDNS", "quantity": 2}]"#)))
+    };
+    assert!(
+        error.message.contains("row 7") && error.message.contains(r#"a reference such as {"id""#),
+        "{}",
+        error.message
+    );
 }
