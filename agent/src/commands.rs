@@ -109,6 +109,12 @@ pub fn report(ctx: &Ctx, args: &ReportArgs) -> anyhow::Result<ExitCode> {
         crate::report::print_history(&journal, ctx.format, &mut out)?;
     } else {
         let cards = crate::report::select(&journal, args)?;
+        let in_force = crate::mapping::resolve::file_state(&journal)?;
+        if let Some(warning) =
+            crate::mapping::resolve::edit_pending_warning(&ctx.config.mapping, in_force.as_ref())
+        {
+            tracing::warn!("{warning}");
+        }
         crate::report::print_cards(&cards, ctx.format, &mut out)?;
     }
     Ok(ExitCode::SUCCESS)

@@ -187,8 +187,9 @@ pub fn document(journal: &Journal, config: &Config) -> anyhow::Result<Value> {
         "last_sync": last.map(run_json),
         "integrations": integrations,
         "setup": setup,
-        "mapping_file": mapping_state.map(|m| json!({
+        "mapping_file": mapping_state.as_ref().map(|m| json!({
             "path": m.path,
+            "edit_pending": crate::mapping::resolve::edit_pending(&config.mapping, Some(m)),
             "hash": m.hash,
             "loaded_at": time(m.loaded_at),
             "error": m.error,
@@ -301,6 +302,12 @@ pub fn render(doc: &Value) -> String {
             ));
             if let Some(error) = m["error"].as_str() {
                 out.push_str(&format!("  error, previous mapping kept: {error}\n"));
+            }
+            if m["edit_pending"] == true {
+                out.push_str(
+                    "  the file has changed since: `tally map` applies it (a running `tally run` \
+                     applies edits as they are saved)\n",
+                );
             }
         }
         None => out.push_str("mapping file: not read yet\n"),

@@ -582,7 +582,7 @@ fn ambiguous_company_name_keeps_the_previous_mapping_and_lists_candidates() {
     env.apply().unwrap();
     env.write_file(&account_entry("acme-01", "\"Contoso Ltd\""));
     let e = env.apply().unwrap_err().to_string();
-    assert!(e.contains("company name \"Contoso Ltd\" is ambiguous"), "{e}");
+    assert!(e.contains("company name \"Contoso Ltd\" is ambiguous: 2 companies have it"), "{e}");
     assert!(e.contains("250 (\"Contoso Ltd\")") && e.contains("300 (\"Contoso Ltd\")"), "{e}");
     assert_eq!(env.target("safedns", "acme-01"), id("250"));
 }
@@ -723,9 +723,9 @@ fn map_add_from_the_command_line_changes_an_existing_entry() {
     let out =
         env.tally(&["map", "add", "account", "--vendor", "safedns", "--id", "z", "--to", "nobody"]);
     assert_eq!(out.status.code(), Some(2), "a usage error");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no company has the id or name \"nobody\"")
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no company has the id or name \"nobody\""), "{stderr}");
+    assert!(stderr.contains("lists likely companies"), "{stderr}");
 }
 
 #[test]
@@ -987,4 +987,44 @@ fn map_add_appends_after_the_files_header_comment() {
         out.ends_with("[[account]]\nvendor = \"backupco\"\nid = \"zzz\"\nexclude = true\n"),
         "{out}"
     );
+}
+
+#[test]
+fn report_and_status_say_when_the_file_changed_since_the_mapping_in_force_was_loaded() {
+    let env = seeded(&account_entry("acme-01", "250"));
+    env.apply().unwrap();
+    let pending = |env: &Env| {
+        let out = env.tally(&["status", "--format", "json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["mapping_file"]["edit_pending"].clone()
+    };
+    let report_warning = |env: &Env| {
+        let out = env.tally(&["report"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).contains("has changed since the mapping in force")
+    };
+    assert_eq!(pending(&env), false);
+    assert!(!report_warning(&env));
+
+    // Edited but not applied: both say so, and name the way to apply it.
+    env.write_file(&account_entry("acme-01", "251"));
+    assert_eq!(pending(&env), true);
+    assert!(report_warning(&env));
+    let text = env.tally(&["status"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("`tally map` applies it"));
+    assert_eq!(env.target("safedns", "acme-01"), id("250"), "reading applied nothing");
+
+    // A broken edit: the warning carries the failed attempt.
+    env.write_file("[[account]\n");
+    assert!(env.apply().is_err());
+    let out = env.tally(&["report"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has changed") && stderr.contains("the last attempt:"), "{stderr}");
+
+    // Applied: neither warns.
+    env.write_file(&account_entry("acme-01", "251"));
+    env.apply().unwrap();
+    assert_eq!(pending(&env), false);
+    assert!(!report_warning(&env));
 }

@@ -139,6 +139,38 @@ pub fn file_hash(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether the mapping file at `path` now differs from the mapping in force (`state`): edited,
+/// created or removed since tally last applied it, or a different file than the one it read.
+/// Such an edit shows in the cards only once applied, by `tally map`, a sync, or a running
+/// `tally run` as the file is saved. `false` when the file cannot be read to tell.
+pub fn edit_pending(path: &Path, state: Option<&MappingFileState>) -> bool {
+    let current = match std::fs::read(path) {
+        Ok(bytes) => Some(file_hash(&bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => return false,
+    };
+    match state {
+        Some(state) => state.hash != current || Path::new(&state.path) != path,
+        None => current.is_some(),
+    }
+}
+
+/// A warning for commands that show cards while [`edit_pending`] holds, or `None`.
+pub fn edit_pending_warning(path: &Path, state: Option<&MappingFileState>) -> Option<String> {
+    if !edit_pending(path, state) {
+        return None;
+    }
+    let failed =
+        state.and_then(|s| s.error.as_deref()).map(|e| format!(" (the last attempt: {e})"));
+    Some(format!(
+        "{} has changed since the mapping in force was loaded{}; the cards do not show the \
+         edit yet: run `tally map` to apply it (a running `tally run` applies edits as they are \
+         saved)",
+        path.display(),
+        failed.unwrap_or_default()
+    ))
+}
+
 /// The mapping file state as last recorded by any tally process.
 pub fn file_state(journal: &Journal) -> Result<Option<MappingFileState>, JournalError> {
     read_state(&journal.read()?)
