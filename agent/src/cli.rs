@@ -379,6 +379,14 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, bool)> {
     };
     let path = std::path::absolute(&path).unwrap_or(path);
     let exists = path.exists();
+    if !exists && required && cli.journal.is_none() && !matches!(cli.command, Command::Plugins) {
+        return Err(UsageError(format!(
+            "{} does not exist: check the path given by --config or TALLY_CONFIG, or run \
+             `tally init` to write a tally.toml",
+            path.display()
+        ))
+        .into());
+    }
     if !exists && cli.journal.is_none() && !matches!(cli.command, Command::Plugins) {
         return Err(UsageError(format!(
             "no {} in {}: pass --config FILE or set TALLY_CONFIG, or run `tally init` to write \

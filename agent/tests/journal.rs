@@ -407,6 +407,30 @@ fn without_a_config_file_commands_say_how_to_get_one() {
 }
 
 #[test]
+fn a_config_path_that_does_not_exist_is_named_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = dir.path().join("other.toml");
+    for (args, var) in [
+        (vec!["--config", named.to_str().unwrap(), "status"], None),
+        (vec!["status"], Some(named.to_str().unwrap())),
+    ] {
+        let mut command = tally();
+        command.args(&args).current_dir(dir.path()).env_remove("TALLY_CONFIG");
+        if let Some(var) = var {
+            command.env("TALLY_CONFIG", var);
+        }
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{} does not exist", named.display())),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "files were created");
+}
+
+#[test]
 fn output_piped_into_a_closed_reader_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("j.redb");
