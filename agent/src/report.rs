@@ -49,7 +49,15 @@ fn difference(card: &Card) -> Option<Decimal> {
 fn money(card: &Card) -> Option<Decimal> {
     let target = card.target?;
     let price = card.unit_price?;
-    Some(((target - card.psa_quantity.unwrap_or_default()) * price).round_dp(2))
+    Some(cents((target - card.psa_quantity.unwrap_or_default()) * price))
+}
+
+/// `amount` rounded to cents and written with exactly two decimals (`14830.80`, not
+/// `14830.8`), so a column of money reads and sorts alike in every row.
+fn cents(amount: Decimal) -> Decimal {
+    let mut rounded = amount.round_dp(2);
+    rounded.rescale(2);
+    rounded
 }
 
 pub fn action(decision: &Decision) -> (String, Option<String>) {
@@ -142,7 +150,7 @@ impl Tally {
     }
 
     fn summary(mut self) -> Summary {
-        self.summary.money_at_stake_per_month = self.stake.round_dp(2).to_string();
+        self.summary.money_at_stake_per_month = cents(self.stake).to_string();
         self.summary
     }
 }
@@ -423,4 +431,18 @@ pub fn print_history(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_written_to_the_cent() {
+        let written = |text: &str| cents(text.parse().unwrap()).to_string();
+        assert_eq!(written("14830.8"), "14830.80");
+        assert_eq!(written("7"), "7.00");
+        assert_eq!(written("-3.456"), "-3.46");
+        assert_eq!(written("0.004"), "0.00");
+    }
 }

@@ -87,6 +87,30 @@ pub struct ImportSummary {
     pub counts_unchanged: usize,
 }
 
+impl ImportSummary {
+    /// The summary as one line for a person.
+    pub fn line(&self) -> String {
+        let n = |count: usize, noun: &str| match count {
+            1 => format!("1 {noun}"),
+            _ => format!("{count} {noun}s"),
+        };
+        format!(
+            "imported {} for vendor \"{}\": {}; {} ({} new, {} renamed), {} ({} new); {} \
+             stored, {} unchanged",
+            self.file,
+            self.vendor,
+            n(self.rows, "row"),
+            n(self.accounts, "account"),
+            self.accounts_created,
+            self.accounts_renamed,
+            n(self.services, "service"),
+            self.services_created,
+            n(self.counts_stored, "count"),
+            self.counts_unchanged
+        )
+    }
+}
+
 /// One checked row.
 struct Row {
     account_id: String,
@@ -416,20 +440,7 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     }
     match ctx.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        _ => println!(
-            "imported {} for vendor \"{}\": {} rows; {} accounts ({} new, {} renamed), {} services \
-             ({} new); {} counts stored, {} unchanged",
-            summary.file,
-            summary.vendor,
-            summary.rows,
-            summary.accounts,
-            summary.accounts_created,
-            summary.accounts_renamed,
-            summary.services,
-            summary.services_created,
-            summary.counts_stored,
-            summary.counts_unchanged
-        ),
+        _ => println!("{}", summary.line()),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -437,6 +448,29 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_line_counts_in_the_singular_and_the_plural() {
+        let summary = |rows, accounts, counts| ImportSummary {
+            vendor: "safedns".into(),
+            file: "usage.csv".into(),
+            rows,
+            accounts,
+            accounts_created: 0,
+            accounts_renamed: 0,
+            services: 1,
+            services_created: 0,
+            counts_stored: counts,
+            counts_unchanged: 0,
+        };
+        assert_eq!(
+            summary(1, 1, 1).line(),
+            "imported usage.csv for vendor \"safedns\": 1 row; 1 account (0 new, 0 renamed), \
+             1 service (0 new); 1 count stored, 0 unchanged"
+        );
+        assert!(summary(2, 0, 3).line().contains(": 2 rows; 0 accounts (0 new"));
+        assert!(summary(2, 0, 3).line().contains("; 3 counts stored"));
+    }
 
     fn problems(text: &str) -> Vec<String> {
         match check("usage.csv", text.as_bytes(), &CsvColumns::default()) {

@@ -703,6 +703,10 @@ impl<'a> Lookup<'a> {
 
     fn find(&self, reference: &Reference) -> Result<String, String> {
         let what = self.what;
+        let whats = match what.strip_suffix('y') {
+            Some(stem) => format!("{stem}ies"),
+            None => format!("{what}s"),
+        };
         match reference {
             Reference::Id(id) => {
                 if self.ids.contains_key(id.as_str()) {
@@ -728,7 +732,7 @@ impl<'a> Lookup<'a> {
                                 .map(|(id, name)| format!("{id} (\"{name}\")"))
                                 .collect();
                             return Err(format!(
-                                "{what} {kind} \"{text}\" is ambiguous: {} {what}s have it: {}; \
+                                "{what} {kind} \"{text}\" is ambiguous: {} {whats} have it: {}; \
                                  write the id instead",
                                 many.len(),
                                 list.join(", ")
@@ -739,7 +743,7 @@ impl<'a> Lookup<'a> {
                 }
                 Err(format!(
                     "no {what} has the id or name \"{text}\"; correct it (`tally map suggest` \
-                     lists likely {what}s), or run `tally sync` if the {what} is new"
+                     lists likely {whats}), or run `tally sync` if the {what} is new"
                 ))
             }
         }
