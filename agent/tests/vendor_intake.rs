@@ -768,6 +768,40 @@ fn csv_import_reads_bom_crlf_quoted_commas_and_configured_headers() {
 }
 
 #[test]
+fn csv_import_names_accounts_with_counts_that_a_file_leaves_out_and_keeps_their_counts() {
+    let (dir, config, journal) = setup();
+    let both = format!("{HEADER}t-1,Contoso,Backup TB,2,eu\r\nt-2,Fabrikam,Backup TB,3,us\r\n");
+    let file = write(dir.path(), "march.csv", &both);
+    let summary = csv_import::import(&journal, &config, "backupco", &file).unwrap();
+    assert_eq!(summary.accounts_not_in_file, 0);
+    assert!(!summary.line().contains("note:"), "{}", summary.line());
+
+    let one = format!("{HEADER}t-1,Contoso,Backup TB,2,eu\r\n");
+    let file = write(dir.path(), "april.csv", &one);
+    let summary = csv_import::import(&journal, &config, "backupco", &file).unwrap();
+    assert_eq!(summary.accounts_not_in_file, 1);
+    assert!(
+        summary
+            .line()
+            .contains("note: 1 account with counts from earlier imports is not in this file"),
+        "{}",
+        summary.line()
+    );
+    let kept = journal.read().unwrap().get(&USAGE, &key3("backupco", "t-2", "backup-tb")).unwrap();
+    assert_eq!(kept.unwrap().quantity.to_string(), "3", "a left-out account keeps its count");
+
+    // A cancelled customer set to 0 is not left out any more.
+    let cancelled =
+        format!("{HEADER}t-1,Contoso,Backup TB,2,eu\r\nt-2,Fabrikam,Backup TB,0,us\r\n");
+    let file = write(dir.path(), "may.csv", &cancelled);
+    csv_import::import(&journal, &config, "backupco", &file).unwrap();
+    let summary =
+        csv_import::import(&journal, &config, "backupco", &write(dir.path(), "june.csv", &one))
+            .unwrap();
+    assert_eq!(summary.accounts_not_in_file, 0, "a zero count is nothing to keep");
+}
+
+#[test]
 fn csv_bad_rows_are_reported_by_line_and_column_and_nothing_is_stored() {
     let (dir, config, journal) = setup();
     let good = "t-1,Contoso,Backup TB,2,eu\r\n";

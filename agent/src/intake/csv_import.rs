@@ -7,7 +7,7 @@
 //! byte order mark, CRLF line ends and quoted fields holding commas are all fine. Rows are stored
 //! with the same rules as pushed usage (see `records`), in one transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -18,8 +18,8 @@ use super::integrations::{self, note_usage};
 use super::records::{self, Change};
 use crate::cli::{Ctx, Format, ImportArgs, UsageError};
 use crate::config::{Config, CsvColumns, VendorSource};
-use crate::journal::tables::INTEGRATIONS;
-use crate::journal::{Journal, JournalError, Write};
+use crate::journal::tables::{INTEGRATIONS, SEP, USAGE, key2};
+use crate::journal::{Journal, JournalError, Read, Write};
 use crate::model;
 
 /// At most this many problems are listed; the count of the rest is given.
@@ -85,6 +85,10 @@ pub struct ImportSummary {
     pub counts_stored: usize,
     /// Counts equal to what the journal already held (only their received time moved).
     pub counts_unchanged: usize,
+    /// Accounts of this vendor that hold counts but are not in the file: an import only adds
+    /// and updates, so their last counts stay in the cards until a file sets them (to 0 for a
+    /// cancelled customer).
+    pub accounts_not_in_file: usize,
 }
 
 impl ImportSummary {
@@ -94,7 +98,7 @@ impl ImportSummary {
             1 => format!("1 {noun}"),
             _ => format!("{count} {noun}s"),
         };
-        format!(
+        let mut line = format!(
             "imported {} for vendor \"{}\": {}; {} ({} new, {} renamed), {} ({} new); {} \
              stored, {} unchanged",
             self.file,
@@ -107,7 +111,17 @@ impl ImportSummary {
             self.services_created,
             n(self.counts_stored, "count"),
             self.counts_unchanged
-        )
+        );
+        if self.accounts_not_in_file > 0 {
+            line.push_str(&format!(
+                "\nnote: {} with counts from earlier imports {} not in this file and {} its last \
+                 counts; a cancelled customer needs a row with quantity 0",
+                n(self.accounts_not_in_file, "account"),
+                if self.accounts_not_in_file == 1 { "is" } else { "are" },
+                if self.accounts_not_in_file == 1 { "keeps" } else { "keep" },
+            ));
+        }
+        line
     }
 }
 
@@ -162,6 +176,7 @@ pub fn import(
             services_created: 0,
             counts_stored: 0,
             counts_unchanged: 0,
+            accounts_not_in_file: 0,
         };
         let mut accounts_seen = HashMap::new();
         let mut services_seen: HashMap<&str, String> = HashMap::new();
@@ -204,6 +219,17 @@ pub fn import(
         }
         summary.accounts = accounts_seen.len();
         summary.services = services_seen.len();
+        let prefix = key2(vendor, "");
+        let mut not_in_file = HashSet::new();
+        tx.each(&USAGE, &prefix, &mut |key, count: model::UsageCount| {
+            let account = key[prefix.len()..].split(SEP).next().unwrap_or_default();
+            let counted = !count.quantity.is_zero();
+            if counted && !accounts_seen.contains_key(account) && !not_in_file.contains(account) {
+                not_in_file.insert(account.to_string());
+            }
+            Ok(())
+        })?;
+        summary.accounts_not_in_file = not_in_file.len();
         note_usage(&mut integration, now);
         tx.put(&INTEGRATIONS, vendor, &integration)?;
         Ok(summary)
@@ -462,6 +488,7 @@ mod tests {
             services_created: 0,
             counts_stored: counts,
             counts_unchanged: 0,
+            accounts_not_in_file: 0,
         };
         assert_eq!(
             summary(1, 1, 1).line(),
