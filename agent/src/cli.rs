@@ -117,7 +117,8 @@ pub struct ReportArgs {
     /// the flag or separate statuses with commas. Output: --format table, json or csv.
     #[arg(long, value_name = "S")]
     pub status: Vec<String>,
-    /// Only companies whose name or id contains TEXT (case-insensitive).
+    /// Only companies whose name or id contains TEXT, ignoring case, repeated or
+    /// non-breaking spaces and zero-width characters.
     #[arg(long, value_name = "TEXT")]
     pub company: Option<String>,
     /// Sort by company, product, status, vendor, psa, difference or money.

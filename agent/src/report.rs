@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cli::{Format, ReportArgs, UsageError};
 use crate::journal::tables;
 use crate::journal::{Journal, Read};
+use crate::mapping::normalize::level1;
 use crate::model::{AuditEntry, Card, CardStatus, Decision, format_millis};
 
 /// One card as users and scripts see it.
@@ -190,7 +191,10 @@ pub fn select(journal: &Journal, args: &ReportArgs) -> anyhow::Result<Vec<Card>>
             }
         }
     }
-    let needle = args.company.as_deref().map(str::to_lowercase);
+    // Names compare in their level-1 form, case aside: a non-breaking or doubled space, or a
+    // zero-width character, in the PSA's name does not hide a company from `--company`.
+    let folded = |name: &str| level1(name).to_lowercase();
+    let needle = args.company.as_deref().map(folded);
     let mut cards: Vec<Card> = journal
         .read()?
         .values(&tables::CARDS, "")?
@@ -198,16 +202,15 @@ pub fn select(journal: &Journal, args: &ReportArgs) -> anyhow::Result<Vec<Card>>
         .filter(|c| statuses.is_empty() || statuses.contains(&c.status))
         .filter(|c| {
             needle.as_deref().is_none_or(|n| {
-                c.company_name.to_lowercase().contains(n) || c.company_id.to_lowercase() == n
+                folded(&c.company_name).contains(n) || c.company_id.to_lowercase() == n
             })
         })
         .collect();
     let key = args.sort.as_str();
     match key {
-        "company" => cards.sort_by(|a, b| {
-            (a.company_name.to_lowercase(), &a.product_name)
-                .cmp(&(b.company_name.to_lowercase(), &b.product_name))
-        }),
+        "company" => {
+            cards.sort_by_cached_key(|c| (folded(&c.company_name), c.product_name.clone()))
+        }
         "product" => cards.sort_by(|a, b| {
             (&a.product_name, &a.company_name).cmp(&(&b.product_name, &b.company_name))
         }),
@@ -436,6 +439,63 @@ pub fn print_history(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn card(id: &str, company: &str) -> Card {
+        Card {
+            id: format!("c-{id}"),
+            key: tables::key2(id, "9"),
+            company_id: id.to_string(),
+            company_name: company.to_string(),
+            product_id: "9".into(),
+            product_name: "SafeDNS seat".into(),
+            vendor_quantity: Some(Decimal::ONE),
+            psa_quantity: Some(Decimal::ONE),
+            target: Some(Decimal::ONE),
+            status: CardStatus::Match,
+            line_id: None,
+            agreement_id: None,
+            unit_price: None,
+            sources: Vec::new(),
+            notes: Vec::new(),
+            decision: Decision::None,
+            computed_at: 0,
+        }
+    }
+
+    #[test]
+    fn company_names_are_found_and_sorted_in_their_level_1_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb"), None).unwrap();
+        let cards = [
+            card("1", "Crescent Studio Inc."),
+            card("2", "Crescent\u{a0}Point Group"),
+            card("3", "crescent  point\u{200b} east"),
+        ];
+        journal
+            .write(|tx| {
+                cards
+                    .iter()
+                    .try_for_each(|c| crate::journal::Write::put(tx, &tables::CARDS, &c.key, c))
+            })
+            .unwrap();
+        let select = |company: Option<&str>| {
+            let args = ReportArgs {
+                status: Vec::new(),
+                company: company.map(str::to_string),
+                sort: "company".into(),
+                history: false,
+            };
+            super::select(&journal, &args)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.company_id)
+                .collect::<Vec<_>>()
+        };
+        // "crescent point east" before "crescent point group", both before "crescent studio".
+        assert_eq!(select(Some("Crescent Point")), ["3", "2"]);
+        assert_eq!(select(Some("crescent\u{a0}\u{a0}point")), ["3", "2"]);
+        assert_eq!(select(None), ["3", "2", "1"]);
+    }
 
     #[test]
     fn money_is_written_to_the_cent() {
