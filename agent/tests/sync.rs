@@ -291,6 +291,30 @@ fn a_stream_state_the_journal_cannot_read_stops_the_sync_naming_it_and_loses_not
 }
 
 #[test]
+fn a_psa_that_does_not_answer_the_first_listing_is_not_asked_for_the_others() {
+    let env = Env::new(CwData::sample(), "all");
+    seed(&env);
+    env.ok(&["sync"]);
+    let lines_before = env.journal().read().unwrap().scan(&tables::BILLING_LINES, "").unwrap();
+    let asked_before = env.cw.requests().len();
+    env.cw.inject(FaultRule::new("**", Fault::DropConnection).always());
+
+    let out = env.tally(&["sync", "--full"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("the PSA did not answer the first listing"), "{stdout}");
+    assert!(stdout.contains("no other listing was tried"), "{stdout}");
+    // Only the first listing's request was sent, and retried; no agreement's lines were asked.
+    let asked: Vec<String> =
+        env.cw.requests()[asked_before..].iter().map(|r| r.api_path.clone()).collect();
+    assert!(!asked.is_empty());
+    assert!(asked.iter().all(|path| *path == asked[0]), "{asked:?}");
+    assert!(!asked[0].contains("additions"), "{asked:?}");
+    let lines_after = env.journal().read().unwrap().scan(&tables::BILLING_LINES, "").unwrap();
+    assert_eq!(lines_after, lines_before, "nothing was retired or changed");
+}
+
+#[test]
 fn c12_a_merged_company_is_never_written_to() {
     let env = Env::new(CwData::sample(), "all");
     env.usage("contoso-old", CONTOSO_MERGED, "safedns-pro", SAFEDNS_SEAT, "9"); // line 5 = 7

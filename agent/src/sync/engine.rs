@@ -60,6 +60,8 @@ struct Counters {
     records: AtomicU64,
     changed: AtomicU64,
     retired: AtomicU64,
+    /// Set when a listing got no answer from the PSA after the host's retries.
+    no_answer: std::sync::OnceLock<String>,
 }
 
 /// The key of a stream's state: its name, or `name<SEP>parent` for a child stream.
@@ -115,6 +117,7 @@ async fn run_streams(
         records: AtomicU64::new(0),
         changed: AtomicU64::new(0),
         retired: AtomicU64::new(0),
+        no_answer: std::sync::OnceLock::new(),
     };
 
     let handshake = psa.handshake().clone();
@@ -138,6 +141,21 @@ async fn run_streams(
     let mut results = Vec::new();
     for stream in first {
         results.push(list_stream(&ctx, &commits, stream, None).await);
+    }
+    // A PSA that does not answer the first listing, after the retries, is down or out of
+    // reach: asking again for every other listing (thousands, for a large MSP) would only
+    // take minutes and say the same thing thousands of times.
+    if let Some(why) = counters.no_answer.get() {
+        tally(&mut report, results);
+        report.streams_incomplete += rest.len() as u32;
+        report.errors.push(format!(
+            "the PSA did not answer the first listing ({why}); no other listing was tried: check \
+             that the PSA is reachable from this server (its address is in [psa.settings] of {}), \
+             then sync again",
+            config.file.display()
+        ));
+        drop(commits);
+        return finish_run(&ctx, report, requests_before).await;
     }
     results.extend(
         futures_util::stream::iter(
@@ -181,7 +199,18 @@ async fn run_streams(
     }
     drop(commits);
     release_freed_memory();
+    finish_run(&ctx, report, requests_before).await
+}
 
+/// What follows the listings: the counts, the mapping, the cards, the applies and the run's
+/// record.
+async fn finish_run<P: Psa>(
+    ctx: &StreamCtx<'_, P>,
+    mut report: SyncReport,
+    requests_before: u64,
+) -> anyhow::Result<SyncReport> {
+    let StreamCtx { journal, config, psa, options, counters, .. } = *ctx;
+    let run_id = report.run_id;
     report.records = counters.records.load(Ordering::Relaxed);
     report.changed = counters.changed.load(Ordering::Relaxed);
     report.retired = counters.retired.load(Ordering::Relaxed);
@@ -447,7 +476,12 @@ async fn list_stream_from<P: Psa>(
                 .await?;
             count(ended.page);
             match (result, ended.finish) {
-                (Err(error), _) => Err(anyhow::anyhow!(describe(&shown, &error))),
+                (Err(error), _) => {
+                    if let PsaError::Transport(_) = &error {
+                        let _ = counters.no_answer.set(error.to_string());
+                    }
+                    Err(anyhow::anyhow!(describe(&shown, &error)))
+                }
                 (Ok(_), Some(Finish::RetireHeld { would_retire, of })) => Err(anyhow::anyhow!(
                     "{shown}: a full listing would retire {would_retire} of {of} records; nothing \
                      was retired (run `tally sync --full --confirm-retire` if the PSA really lost \
