@@ -493,6 +493,22 @@ fn substitute(
 }
 
 /// 1-based line and column of a byte offset.
+/// Where the dotted `key` (`psa.settings.site`) is written in the config file: the key itself,
+/// else the nearest table above it that is written; `(0, 0)` when the file does not say.
+pub fn locate(file: &Path, key: &str) -> (usize, usize) {
+    let Ok(text) = std::fs::read_to_string(file) else { return (0, 0) };
+    let Ok(doc) = toml_edit::Document::parse(text.as_str()) else { return (0, 0) };
+    let mut span = None;
+    let mut item = doc.as_item();
+    for segment in key.split('.') {
+        let Some(table) = item.as_table_like() else { break };
+        let Some((k, next)) = table.get_key_value(segment) else { break };
+        span = k.span().or_else(|| next.as_table().and_then(|t| t.span())).or(span);
+        item = next;
+    }
+    span.map(|s| line_col(&text, s.start)).unwrap_or((0, 0))
+}
+
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];

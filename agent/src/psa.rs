@@ -77,7 +77,15 @@ pub fn open(config: &Config) -> anyhow::Result<PluginSession> {
     }
     PluginSession::open(plugin, &settings, SessionOptions::for_psa(psa)).map_err(|e| {
         if e.is_configuration() {
-            anyhow::Error::new(crate::cli::UsageError(e.to_string()))
+            let key = e.setting_path().unwrap_or("psa.settings").to_string();
+            let (line, column) = crate::config::locate(&config.file, &key);
+            anyhow::Error::new(ConfigError {
+                file: config.file.clone(),
+                line,
+                column,
+                key: Some(key),
+                message: e.to_string(),
+            })
         } else {
             e.into()
         }

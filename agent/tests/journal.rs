@@ -339,6 +339,36 @@ fn config_with_a_missing_secret_variable_names_line_key_and_variable() {
 }
 
 #[test]
+fn plugin_settings_the_plugin_refuses_are_named_by_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // The schema: a misspelled key, so a required one is missing; the section is named.
+        (
+            "journal = \"j.redb\"\n[psa]\nplugin = \"connectwise\"\n\n[psa.settings]\nsite = \
+             \"https://cw.example.com\"\ncompanyid = \"acme\"\npublic_key = \"p\"\nprivate_key = \
+             \"k\"\nclient_id = \"c\"\n",
+            "tally.toml:5:",
+            "companyid",
+        ),
+        // The plugin itself: a site that is no address; the key is named.
+        (
+            "journal = \"j.redb\"\n[psa]\nplugin = \"connectwise\"\n\n[psa.settings]\ncompany_id \
+             = \"acme\"\npublic_key = \"p\"\nprivate_key = \"k\"\nclient_id = \"c\"\nsite = \
+             \"not a site\"\n",
+            "tally.toml:10:",
+            "site",
+        ),
+    ];
+    for (text, at, names) in cases {
+        let config = write(dir.path(), "tally.toml", text);
+        let out = tally().args(["--config", config.to_str().unwrap(), "sync"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(at) && stderr.contains(names), "{at}: {stderr}");
+    }
+}
+
+#[test]
 fn init_writes_a_config_that_loads_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let out = tally().args(["init", dir.path().to_str().unwrap()]).output().unwrap();

@@ -75,6 +75,18 @@ impl HostError {
         matches!(self, HostError::Settings { .. } | HostError::Config { .. })
     }
 
+    /// The dotted setting a configuration error is about (`psa.settings.site`), or its
+    /// section (`psa.settings`).
+    pub fn setting_path(&self) -> Option<&str> {
+        match self {
+            HostError::Settings { problems, .. } => {
+                problems.first().and_then(|p| p.split_once(": ")).map(|(path, _)| path)
+            }
+            HostError::Config { error, .. } => error.field.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The plugin's own error, when it reported one.
     pub fn plugin_error(&self) -> Option<&PluginError> {
         match self {
