@@ -845,6 +845,13 @@ fn csv_bad_rows_are_reported_by_line_and_column_and_nothing_is_stored() {
             "usage.csv:1: no column named \"SKU\"",
         ),
         (HEADER.to_string(), "has a header but no rows"),
+        (
+            // A quote never closed: it swallows the rest of the file.
+            format!(
+                "{HEADER}{good}t-2,\"Fabrikam,Backup TB,1,us\r\nt-3,Tailspin,Backup TB,2,eu\r\n"
+            ),
+            "usage.csv:3:2: a quoted field runs past the end of its line: close the quote",
+        ),
     ];
     for (text, expected) in cases {
         let file = write(dir.path(), "usage.csv", &text);

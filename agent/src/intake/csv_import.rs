@@ -333,6 +333,16 @@ fn check(file: &str, bytes: &[u8], names: &CsvColumns) -> Result<Vec<Row>, Impor
         }
         let line = record.position().map(|p| line_at(bytes, p.byte())).unwrap_or(0);
         let at = |column: usize| format!("{file}:{line}:{}", column + 1);
+        // A quote that is never closed swallows the rest of its line and the lines after it
+        // into one field: name the quote, not the fields that seem to be missing.
+        if let Some(column) = record.iter().position(|f| f.contains(['\n', '\r'])) {
+            problems.push(format!(
+                "{}: a quoted field runs past the end of its line: close the quote (\") that \
+                 opens it, or double a quote meant as text (\"\")",
+                at(column)
+            ));
+            continue;
+        }
         let field = |column: usize, label: &str, problems: &mut Vec<String>| -> Option<String> {
             match record.get(column) {
                 Some(value) => Some(value.to_string()),
