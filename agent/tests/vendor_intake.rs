@@ -933,4 +933,17 @@ fn binary_integration_add_prints_the_key_once_and_a_bad_import_exits_2() {
     let journal = Journal::open(&config.journal, Some(&config.mapping)).unwrap();
     let data = vendor_data(&journal);
     assert!(data.accounts.is_empty() && data.usage.is_empty(), "{data:?}");
+    drop(journal);
+
+    // A vendor whose usage comes by CSV never calls, and its check does not fail for that.
+    write(dir.path(), "good.csv", &format!("{HEADER}t-1,Contoso,Backup TB,2,eu\r\n"));
+    let out = tally(dir.path(), &["import", "--vendor", "backupco", "good.csv"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let check = tally(dir.path(), &["integration", "check", "backupco"]);
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+    // A vendor tally.toml does not name is sent to tally.toml, not to `integration add`.
+    let check = tally(dir.path(), &["integration", "check", "nosuch"]);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("vendor \"nosuch\" is not configured in"), "{stderr}");
 }
