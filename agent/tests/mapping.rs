@@ -426,6 +426,11 @@ fn c27_suggest_prints_entries_ready_to_paste() {
     assert_eq!(env.target("safedns", "v1"), id("1"));
     assert_eq!(env.target("safedns", "v3"), id("2"));
     assert_eq!(env.target("safedns", "v4"), id("3"));
+
+    // With everything mapped, it says there is nothing to suggest, still as TOML comments.
+    let out = env.tally(&["map", "suggest", "--format", "toml"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, "# no suggestions: nothing unmapped resembles a PSA company or product\n");
 }
 
 #[test]

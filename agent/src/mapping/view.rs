@@ -594,6 +594,11 @@ fn suggestions(state: &State, format: Format) -> anyhow::Result<String> {
     match format {
         Format::Json => Ok(format!("{}\n", json!({"suggestions": items}))),
         Format::Toml => {
+            if items.is_empty() {
+                return Ok("# no suggestions: nothing unmapped resembles a PSA company or \
+                           product\n"
+                    .to_string());
+            }
             let mut out = String::from(
                 "# suggestions: check each one, then paste it into the mapping file\n",
             );
