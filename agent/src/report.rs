@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::cli::{Format, ReportArgs, UsageError};
 use crate::journal::tables;
 use crate::journal::{Journal, Read};
-use crate::mapping::normalize::level1;
+use crate::mapping::normalize::{level1, visible};
 use crate::model::{AuditEntry, Card, CardStatus, Decision, format_millis};
 
 /// One card as users and scripts see it.
@@ -316,12 +316,16 @@ pub fn print_cards(
     Ok(())
 }
 
-/// A plain aligned text table; the last column is not padded.
+/// A plain aligned text table; the last column is not padded. Invisible code points (a
+/// zero-width or non-breaking space in a PSA name) are written as `<U+200B>`, so they neither
+/// hide in a name nor push the columns out of line.
 pub fn print_table<const N: usize>(
     out: &mut dyn std::io::Write,
     header: &[&str; N],
     rows: &[[String; N]],
 ) -> std::io::Result<()> {
+    let rows: Vec<[String; N]> = rows.iter().map(|row| row.clone().map(|c| visible(&c))).collect();
+    let rows = rows.as_slice();
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -495,6 +499,22 @@ mod tests {
         assert_eq!(select(Some("Crescent Point")), ["3", "2"]);
         assert_eq!(select(Some("crescent\u{a0}\u{a0}point")), ["3", "2"]);
         assert_eq!(select(None), ["3", "2", "1"]);
+    }
+
+    #[test]
+    fn a_table_shows_invisible_code_points_and_keeps_its_columns_in_line() {
+        let rows = [
+            ["Contoso\u{200b}".to_string(), "42".to_string()],
+            ["Crescent\u{a0}Point".to_string(), "7".to_string()],
+            ["Fabrikam".to_string(), "3".to_string()],
+        ];
+        let mut out = Vec::new();
+        print_table(&mut out, &["COMPANY", "QTY"], &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Contoso<U+200B>") && text.contains("Crescent<U+00A0>Point"));
+        let columns: Vec<usize> =
+            text.lines().map(|l| l.char_indices().rfind(|(_, c)| *c == ' ').unwrap().0).collect();
+        assert!(columns.windows(2).all(|w| w[0] == w[1]), "{text}");
     }
 
     #[test]
