@@ -285,9 +285,11 @@ pub fn print_cards(
             w.flush()?;
         }
         Format::Table | Format::Toml => {
-            let header =
-                ["CARD", "COMPANY", "PRODUCT", "VENDOR", "PSA", "DIFF", "STATUS", "ACTION"];
-            let cells: Vec<[String; 8]> = rows
+            let header = [
+                "CARD", "COMPANY", "PRODUCT", "VENDOR", "PSA", "DIFF", "MONEY/MO", "STATUS",
+                "ACTION",
+            ];
+            let cells: Vec<[String; 9]> = rows
                 .iter()
                 .map(|r| {
                     let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
@@ -298,6 +300,7 @@ pub fn print_cards(
                         dash(&r.vendor_quantity),
                         dash(&r.psa_quantity),
                         dash(&r.difference),
+                        dash(&r.money_per_month),
                         r.status.to_string(),
                         match &r.reason {
                             Some(reason) if r.action != "report" => {
