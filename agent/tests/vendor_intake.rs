@@ -768,37 +768,42 @@ fn csv_import_reads_bom_crlf_quoted_commas_and_configured_headers() {
 }
 
 #[test]
-fn csv_import_names_accounts_with_counts_that_a_file_leaves_out_and_keeps_their_counts() {
+fn csv_import_says_how_many_counts_a_file_leaves_out_and_keeps_them() {
     let (dir, config, journal) = setup();
-    let both = format!("{HEADER}t-1,Contoso,Backup TB,2,eu\r\nt-2,Fabrikam,Backup TB,3,us\r\n");
-    let file = write(dir.path(), "march.csv", &both);
-    let summary = csv_import::import(&journal, &config, "backupco", &file).unwrap();
-    assert_eq!(summary.accounts_not_in_file, 0);
+    let march = format!(
+        "{HEADER}t-1,Contoso,Backup TB,2,eu\r\nt-2,Fabrikam,Backup TB,3,us\r\n\
+         t-2,Fabrikam,Backup Seats,10,us\r\n"
+    );
+    let import = |name: &str, text: &str| {
+        csv_import::import(&journal, &config, "backupco", &write(dir.path(), name, text)).unwrap()
+    };
+    let summary = import("march.csv", &march);
+    assert_eq!(summary.counts_not_in_file, 0);
     assert!(!summary.line().contains("note:"), "{}", summary.line());
 
-    let one = format!("{HEADER}t-1,Contoso,Backup TB,2,eu\r\n");
-    let file = write(dir.path(), "april.csv", &one);
-    let summary = csv_import::import(&journal, &config, "backupco", &file).unwrap();
-    assert_eq!(summary.accounts_not_in_file, 1);
+    // Fabrikam dropped one service but is still in the file; Contoso is gone.
+    let april = format!("{HEADER}t-2,Fabrikam,Backup TB,3,us\r\n");
+    let summary = import("april.csv", &april);
+    assert_eq!(summary.counts_not_in_file, 2);
     assert!(
-        summary
-            .line()
-            .contains("note: 1 account with counts from earlier imports is not in this file"),
+        summary.line().contains(
+            "note: 2 counts from earlier imports are not in this file and keep \
+             their value"
+        ),
         "{}",
         summary.line()
     );
-    let kept = journal.read().unwrap().get(&USAGE, &key3("backupco", "t-2", "backup-tb")).unwrap();
-    assert_eq!(kept.unwrap().quantity.to_string(), "3", "a left-out account keeps its count");
+    let kept = journal.read().unwrap().get(&USAGE, &key3("backupco", "t-1", "backup-tb")).unwrap();
+    assert_eq!(kept.unwrap().quantity.to_string(), "2", "a left-out count stays");
 
-    // A cancelled customer set to 0 is not left out any more.
-    let cancelled =
-        format!("{HEADER}t-1,Contoso,Backup TB,2,eu\r\nt-2,Fabrikam,Backup TB,0,us\r\n");
-    let file = write(dir.path(), "may.csv", &cancelled);
-    csv_import::import(&journal, &config, "backupco", &file).unwrap();
-    let summary =
-        csv_import::import(&journal, &config, "backupco", &write(dir.path(), "june.csv", &one))
-            .unwrap();
-    assert_eq!(summary.accounts_not_in_file, 0, "a zero count is nothing to keep");
+    // Set to 0, a cancelled customer and service are nothing to keep.
+    let may = format!(
+        "{HEADER}t-1,Contoso,Backup TB,0,eu\r\nt-2,Fabrikam,Backup TB,3,us\r\n\
+         t-2,Fabrikam,Backup Seats,0,us\r\n"
+    );
+    import("may.csv", &may);
+    let summary = import("june.csv", &april);
+    assert_eq!(summary.counts_not_in_file, 0, "zero counts are nothing to keep");
 }
 
 #[test]
@@ -850,6 +855,16 @@ fn csv_bad_rows_are_reported_by_line_and_column_and_nothing_is_stored() {
             format!(
                 "{HEADER}{good}t-2,\"Fabrikam,Backup TB,1,us\r\nt-3,Tailspin,Backup TB,2,eu\r\n"
             ),
+            "usage.csv:3:2: a quote opened here is never closed",
+        ),
+        (
+            // The same at the end of a file cut short: never stored as a row.
+            format!("{HEADER}{good}t-2,Fabrikam,Backup TB,\"7"),
+            "usage.csv:3:4: a quote opened here is never closed",
+        ),
+        (
+            // A quote closed only on a later line joins two rows into one field.
+            format!("{HEADER}{good}t-2,\"Fabrikam,Backup TB,1,us\r\nt-3\",Tail,Backup TB,2,eu\r\n"),
             "usage.csv:3:2: a quoted field runs past the end of its line: close the quote",
         ),
     ];

@@ -18,7 +18,7 @@ use super::integrations::{self, note_usage};
 use super::records::{self, Change};
 use crate::cli::{Ctx, Format, ImportArgs, UsageError};
 use crate::config::{Config, CsvColumns, VendorSource};
-use crate::journal::tables::{INTEGRATIONS, SEP, USAGE, key2};
+use crate::journal::tables::{INTEGRATIONS, USAGE, key2};
 use crate::journal::{Journal, JournalError, Read, Write};
 use crate::model;
 
@@ -85,10 +85,10 @@ pub struct ImportSummary {
     pub counts_stored: usize,
     /// Counts equal to what the journal already held (only their received time moved).
     pub counts_unchanged: usize,
-    /// Accounts of this vendor that hold counts but are not in the file: an import only adds
-    /// and updates, so their last counts stay in the cards until a file sets them (to 0 for a
-    /// cancelled customer).
-    pub accounts_not_in_file: usize,
+    /// Counts of this vendor (an account and a service) that are not zero and that the file
+    /// does not restate: an import only adds and updates, so they stay in the cards until a
+    /// file sets them (to 0 for a cancelled customer or service).
+    pub counts_not_in_file: usize,
 }
 
 impl ImportSummary {
@@ -112,13 +112,15 @@ impl ImportSummary {
             n(self.counts_stored, "count"),
             self.counts_unchanged
         );
-        if self.accounts_not_in_file > 0 {
+        if self.counts_not_in_file > 0 {
+            let one = self.counts_not_in_file == 1;
             line.push_str(&format!(
-                "\nnote: {} with counts from earlier imports {} not in this file and {} its last \
-                 counts; a cancelled customer needs a row with quantity 0",
-                n(self.accounts_not_in_file, "account"),
-                if self.accounts_not_in_file == 1 { "is" } else { "are" },
-                if self.accounts_not_in_file == 1 { "keeps" } else { "keep" },
+                "\nnote: {} from earlier imports {} not in this file and {} {} value; a \
+                 cancelled customer or service needs a row with quantity 0",
+                n(self.counts_not_in_file, "count"),
+                if one { "is" } else { "are" },
+                if one { "keeps" } else { "keep" },
+                if one { "its" } else { "their" },
             ));
         }
         line
@@ -176,9 +178,10 @@ pub fn import(
             services_created: 0,
             counts_stored: 0,
             counts_unchanged: 0,
-            accounts_not_in_file: 0,
+            counts_not_in_file: 0,
         };
         let mut accounts_seen = HashMap::new();
+        let mut pairs_seen: HashSet<String> = HashSet::new();
         let mut services_seen: HashMap<&str, String> = HashMap::new();
         for row in &rows {
             if !accounts_seen.contains_key(&row.account_id) {
@@ -209,6 +212,7 @@ pub fn import(
                     service.id
                 }
             };
+            pairs_seen.insert(key2(&row.account_id, &service_id));
             let (_, change) =
                 records::store_count(tx, vendor, &row.account_id, &service_id, row.quantity, now)?;
             if change == Change::Unchanged {
@@ -220,16 +224,12 @@ pub fn import(
         summary.accounts = accounts_seen.len();
         summary.services = services_seen.len();
         let prefix = key2(vendor, "");
-        let mut not_in_file = HashSet::new();
         tx.each(&USAGE, &prefix, &mut |key, count: model::UsageCount| {
-            let account = key[prefix.len()..].split(SEP).next().unwrap_or_default();
-            let counted = !count.quantity.is_zero();
-            if counted && !accounts_seen.contains_key(account) && !not_in_file.contains(account) {
-                not_in_file.insert(account.to_string());
+            if !count.quantity.is_zero() && !pairs_seen.contains(&key[prefix.len()..]) {
+                summary.counts_not_in_file += 1;
             }
             Ok(())
         })?;
-        summary.accounts_not_in_file = not_in_file.len();
         note_usage(&mut integration, now);
         tx.put(&INTEGRATIONS, vendor, &integration)?;
         Ok(summary)
@@ -314,6 +314,21 @@ fn check(file: &str, bytes: &[u8], names: &CsvColumns) -> Result<Vec<Row>, Impor
         }
     };
     let columns = find_columns(file, &header, names).map_err(invalid)?;
+    // A quote never closed makes the rest of the file one field; at the end of a file without
+    // a final line break it would even read as a whole row, of a truncated export.
+    if let Some(offset) = unclosed_quote(bytes) {
+        let line_start = bytes[..offset].iter().rposition(|&b| b == b'\n' || b == b'\r');
+        let column = String::from_utf8_lossy(&bytes[line_start.map_or(0, |i| i + 1)..offset])
+            .chars()
+            .filter(|&c| c == ',')
+            .count();
+        return Err(invalid(vec![format!(
+            "{file}:{}:{}: a quote opened here is never closed: close it (\"), or double a \
+             quote meant as text (\"\"); a file cut short also ends this way",
+            line_at(bytes, offset as u64),
+            column + 1
+        )]));
+    }
 
     let mut problems = Vec::new();
     let mut rows = Vec::new();
@@ -443,6 +458,33 @@ fn check(file: &str, bytes: &[u8], names: &CsvColumns) -> Result<Vec<Row>, Impor
 
 /// The 1-based line holding byte `offset`: CRLF, LF and lone CR all end a line. (The csv
 /// reader's own line count is off by one after CRLF line ends.)
+/// Where a quote that opens a field is never closed: the offset of that quote. Inside a
+/// quoted field `""` is a quote; a quote inside an unquoted field is text.
+fn unclosed_quote(bytes: &[u8]) -> Option<usize> {
+    let mut open = None;
+    let mut field_start = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if open.is_some() {
+            if b == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    open = None;
+                }
+            }
+        } else {
+            if b == b'"' && field_start {
+                open = Some(i);
+            }
+            field_start = matches!(b, b',' | b'\n' | b'\r');
+        }
+        i += 1;
+    }
+    open
+}
+
 fn line_at(bytes: &[u8], offset: u64) -> u64 {
     let before = &bytes[..(offset as usize).min(bytes.len())];
     let ends = before
@@ -498,7 +540,7 @@ mod tests {
             services_created: 0,
             counts_stored: counts,
             counts_unchanged: 0,
-            accounts_not_in_file: 0,
+            counts_not_in_file: 0,
         };
         assert_eq!(
             summary(1, 1, 1).line(),
