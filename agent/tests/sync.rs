@@ -251,8 +251,11 @@ fn c04_a_page_that_always_fails_leaves_the_listing_incomplete_and_decides_nothin
         journal.read().unwrap().get(&tables::COMPANIES, &NORTHWIND.to_string()).unwrap().unwrap();
     assert!(northwind.seen.retired_at.is_none(), "an incomplete listing retired a company");
     assert_eq!(patches(&env).len(), before, "a change was written while a listing was incomplete");
+    // The first listing never got a usable answer, so no other was tried: the change to line 2
+    // was not even read, and nothing was queued for it.
+    assert!(stdout.contains("no other listing was tried"), "{stdout}");
     let cards = env.cards();
-    assert_eq!(Env::card(&cards, "250", "101")["action"], "review");
+    assert_ne!(Env::card(&cards, "250", "101")["action"], "apply");
     // The bounded retries happened, and then stopped.
     let attempts = env.cw.requests().iter().filter(|r| r.api_path == "company/companies").count();
     assert!((2..=10).contains(&attempts), "{attempts} attempts");
@@ -291,27 +294,30 @@ fn a_stream_state_the_journal_cannot_read_stops_the_sync_naming_it_and_loses_not
 }
 
 #[test]
-fn a_psa_that_does_not_answer_the_first_listing_is_not_asked_for_the_others() {
-    let env = Env::new(CwData::sample(), "all");
-    seed(&env);
-    env.ok(&["sync"]);
-    let lines_before = env.journal().read().unwrap().scan(&tables::BILLING_LINES, "").unwrap();
-    let asked_before = env.cw.requests().len();
-    env.cw.inject(FaultRule::new("**", Fault::DropConnection).always());
+fn a_psa_that_gives_the_first_listing_no_usable_answer_is_not_asked_for_the_others() {
+    // No answer at all, and only "try again later" (maintenance behind a proxy).
+    for fault in [Fault::DropConnection, Fault::ServiceUnavailable] {
+        let env = Env::new(CwData::sample(), "all");
+        seed(&env);
+        env.ok(&["sync"]);
+        let lines_before = env.journal().read().unwrap().scan(&tables::BILLING_LINES, "").unwrap();
+        let asked_before = env.cw.requests().len();
+        env.cw.inject(FaultRule::new("**", fault).always());
 
-    let out = env.tally(&["sync", "--full"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("the PSA did not answer the first listing"), "{stdout}");
-    assert!(stdout.contains("no other listing was tried"), "{stdout}");
-    // Only the first listing's request was sent, and retried; no agreement's lines were asked.
-    let asked: Vec<String> =
-        env.cw.requests()[asked_before..].iter().map(|r| r.api_path.clone()).collect();
-    assert!(!asked.is_empty());
-    assert!(asked.iter().all(|path| *path == asked[0]), "{asked:?}");
-    assert!(!asked[0].contains("additions"), "{asked:?}");
-    let lines_after = env.journal().read().unwrap().scan(&tables::BILLING_LINES, "").unwrap();
-    assert_eq!(lines_after, lines_before, "nothing was retired or changed");
+        let out = env.tally(&["sync", "--full"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains("the PSA gave the first listing no usable answer"), "{stdout}");
+        assert!(stdout.contains("no other listing was tried"), "{stdout}");
+        // Only the first listing's request was sent, and retried; no agreement's lines.
+        let asked: Vec<String> =
+            env.cw.requests()[asked_before..].iter().map(|r| r.api_path.clone()).collect();
+        assert!(!asked.is_empty());
+        assert!(asked.iter().all(|path| *path == asked[0]), "{asked:?}");
+        assert!(!asked[0].contains("additions"), "{asked:?}");
+        let lines_after = env.journal().read().unwrap().scan(&tables::BILLING_LINES, "").unwrap();
+        assert_eq!(lines_after, lines_before, "nothing was retired or changed");
+    }
 }
 
 #[test]

@@ -142,18 +142,20 @@ async fn run_streams(
     for stream in first {
         results.push(list_stream(&ctx, &commits, stream, None).await);
     }
-    // A PSA that does not answer the first listing, after the retries, is down or out of
-    // reach: asking again for every other listing (thousands, for a large MSP) would only
-    // take minutes and say the same thing thousands of times.
-    if let Some(why) = counters.no_answer.get() {
+    // A PSA that gives the first listing no usable answer, after the retries, is down, in
+    // maintenance or out of reach: asking again for every other listing (thousands, for a
+    // large MSP) would only take minutes and say the same thing thousands of times.
+    if counters.no_answer.get().is_some() {
         tally(&mut report, results);
         report.streams_incomplete += rest.len() as u32;
-        report.errors.push(format!(
-            "the PSA did not answer the first listing ({why}); no other listing was tried: check \
-             that the PSA is reachable from this server (its address is in [psa.settings] of {}), \
-             then sync again",
+        let why = format!(
+            "the PSA gave the first listing no usable answer, so no other listing was tried: \
+             check that the PSA is up and reachable from this server (its address is in \
+             [psa.settings] of {}), then sync again",
             config.file.display()
-        ));
+        );
+        tracing::warn!(skipped = rest.len(), "{why}");
+        report.errors.push(why);
         drop(commits);
         return finish_run(&ctx, report, requests_before).await;
     }
@@ -477,7 +479,14 @@ async fn list_stream_from<P: Psa>(
             count(ended.page);
             match (result, ended.finish) {
                 (Err(error), _) => {
-                    if let PsaError::Transport(_) = &error {
+                    // No answer, or only answers to try again later (a 503 of maintenance, a
+                    // proxy in front of a PSA that is down), after the host's retries.
+                    let unanswered = match &error {
+                        PsaError::Transport(_) => true,
+                        PsaError::Plugin(e) => e.retryable,
+                        PsaError::Host(_) => false,
+                    };
+                    if unanswered {
                         let _ = counters.no_answer.set(error.to_string());
                     }
                     Err(anyhow::anyhow!(describe(&shown, &error)))
