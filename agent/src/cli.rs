@@ -379,7 +379,19 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, bool)> {
         None => (PathBuf::from(config::DEFAULT_FILE), false),
     };
     let path = std::path::absolute(&path).unwrap_or(path);
-    let exists = path.exists();
+    let exists = match std::fs::metadata(&path) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        // Not missing: there but out of reach (a directory only root may enter, say).
+        Err(e) => {
+            return Err(UsageError(format!(
+                "cannot read {}: {e}; run tally as a user that may read it (the tally user, or \
+                 root)",
+                path.display()
+            ))
+            .into());
+        }
+    };
     if !exists && required && cli.journal.is_none() && !matches!(cli.command, Command::Plugins) {
         return Err(UsageError(format!(
             "{} does not exist: check the path given by --config or TALLY_CONFIG, or run \

@@ -458,6 +458,20 @@ fn a_config_path_that_does_not_exist_is_named_as_missing() {
         );
     }
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "files were created");
+
+    // There, but out of reach (here: under a file; for a user, a directory only root enters):
+    // not called missing.
+    let file = write(dir.path(), "plain", "");
+    let beyond = file.join("tally.toml");
+    let out = tally()
+        .args(["--config", beyond.to_str().unwrap(), "status"])
+        .env_remove("TALLY_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("cannot read {}", beyond.display())), "{stderr}");
+    assert!(!stderr.contains("does not exist"), "{stderr}");
 }
 
 #[test]
