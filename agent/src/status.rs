@@ -305,8 +305,9 @@ pub fn render(doc: &Value) -> String {
             }
             if m["edit_pending"] == true {
                 out.push_str(
-                    "  the file has changed since: `tally map` applies it (a running `tally run` \
-                     applies edits as they are saved)\n",
+                    "  the file is not the mapping in force (changed since, or unreadable): \
+                     `tally map` applies it or says why (a running `tally run` applies edits as \
+                     they are saved)\n",
                 );
             }
         }

@@ -1017,7 +1017,7 @@ fn report_and_status_say_when_the_file_changed_since_the_mapping_in_force_was_lo
     assert_eq!(pending(&env), true);
     assert!(report_warning(&env));
     let text = env.tally(&["status"]);
-    assert!(String::from_utf8_lossy(&text.stdout).contains("`tally map` applies it"));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("`tally map` applies it or says why"));
     assert_eq!(env.target("safedns", "acme-01"), id("250"), "reading applied nothing");
 
     // A broken edit: the warning carries the failed attempt.
@@ -1025,11 +1025,38 @@ fn report_and_status_say_when_the_file_changed_since_the_mapping_in_force_was_lo
     assert!(env.apply().is_err());
     let out = env.tally(&["report"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("has changed") && stderr.contains("the last attempt:"), "{stderr}");
+    assert!(
+        stderr.contains("has changed") && stderr.contains("the last attempt to apply it:"),
+        "{stderr}"
+    );
 
-    // Applied: neither warns.
+    // Not a file that can be read (here a directory; a pipe is never opened): said, no wait.
+    std::fs::remove_file(env.mapping_file()).unwrap();
+    std::fs::create_dir(env.mapping_file()).unwrap();
+    let out = env.tally(&["report"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot be read (it is not a regular file)"), "{stderr}");
+    assert_eq!(pending(&env), true);
+    std::fs::remove_dir(env.mapping_file()).unwrap();
+
+    // Applied: neither warns, also when the file is named by another path to it.
     env.write_file(&account_entry("acme-01", "251"));
     env.apply().unwrap();
     assert_eq!(pending(&env), false);
     assert!(!report_warning(&env));
+    let state = tally_agent::mapping::resolve::file_state(&env.journal).unwrap();
+    let roundabout = env.dir().join(".").join("mapping.toml");
+    assert_eq!(
+        tally_agent::mapping::resolve::check_file(&roundabout, state.as_ref()),
+        tally_agent::mapping::resolve::FileCheck::Same
+    );
+}
+
+#[test]
+fn a_mapping_file_never_applied_is_said_to_be_not_applied_yet() {
+    let env = seeded(&account_entry("acme-01", "250"));
+    let out = env.tally(&["report"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has not been applied yet"), "{stderr}");
+    assert!(!stderr.contains("has changed since"), "{stderr}");
 }

@@ -139,36 +139,78 @@ pub fn file_hash(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether the mapping file at `path` now differs from the mapping in force (`state`): edited,
-/// created or removed since tally last applied it, or a different file than the one it read.
-/// Such an edit shows in the cards only once applied, by `tally map`, a sync, or a running
-/// `tally run` as the file is saved. `false` when the file cannot be read to tell.
-pub fn edit_pending(path: &Path, state: Option<&MappingFileState>) -> bool {
-    let current = match std::fs::read(path) {
-        Ok(bytes) => Some(file_hash(&bytes)),
+/// How the mapping file at a path compares with the mapping in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileCheck {
+    /// The content in force, at the path it was read from.
+    Same,
+    /// Edited, created or removed since tally last applied it, or another file than the one
+    /// it read: the cards show the edit only once it is applied, by `tally map`, a sync, or a
+    /// running `tally run` as the file is saved.
+    Changed,
+    /// Never applied, and there to apply.
+    NotApplied,
+    /// It cannot be read (no permission, not a regular file): why.
+    Unreadable(String),
+}
+
+/// Compares the mapping file at `path` with the mapping in force (`state`). Only a regular
+/// file is read, so a pipe in its place cannot make a command wait.
+pub fn check_file(path: &Path, state: Option<&MappingFileState>) -> FileCheck {
+    let current = match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            return FileCheck::Unreadable("it is not a regular file".to_string());
+        }
+        Ok(_) => match std::fs::read(path) {
+            Ok(bytes) => Some(file_hash(&bytes)),
+            Err(e) => return FileCheck::Unreadable(e.to_string()),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(_) => return false,
+        Err(e) => return FileCheck::Unreadable(e.to_string()),
+    };
+    let same_path = |recorded: &str| {
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        canonical(Path::new(recorded)) == canonical(path)
     };
     match state {
-        Some(state) => state.hash != current || Path::new(&state.path) != path,
-        None => current.is_some(),
+        Some(state) if state.hash == current && same_path(&state.path) => FileCheck::Same,
+        Some(_) => FileCheck::Changed,
+        None if current.is_some() => FileCheck::NotApplied,
+        None => FileCheck::Same,
     }
 }
 
-/// A warning for commands that show cards while [`edit_pending`] holds, or `None`.
+/// Whether [`check_file`] finds anything but the content in force.
+pub fn edit_pending(path: &Path, state: Option<&MappingFileState>) -> bool {
+    check_file(path, state) != FileCheck::Same
+}
+
+/// A warning for commands that show cards while the file is not the mapping in force, or
+/// `None`.
 pub fn edit_pending_warning(path: &Path, state: Option<&MappingFileState>) -> Option<String> {
-    if !edit_pending(path, state) {
-        return None;
+    let apply = "run `tally map` to apply it (a running `tally run` applies edits as they are \
+                 saved)";
+    let shown = path.display();
+    match check_file(path, state) {
+        FileCheck::Same => None,
+        FileCheck::Changed => {
+            let failed = state
+                .and_then(|s| s.error.as_deref())
+                .map(|e| format!(" (the last attempt to apply it: {e})"))
+                .unwrap_or_default();
+            Some(format!(
+                "{shown} has changed since the mapping in force was loaded{failed}; the cards do \
+                 not show the edit yet: {apply}"
+            ))
+        }
+        FileCheck::NotApplied => {
+            Some(format!("{shown} has not been applied yet; the cards do not show it: {apply}"))
+        }
+        FileCheck::Unreadable(why) => Some(format!(
+            "{shown} cannot be read ({why}); the cards show the mapping last in force: make the \
+             file readable by this user, then run `tally map`"
+        )),
     }
-    let failed =
-        state.and_then(|s| s.error.as_deref()).map(|e| format!(" (the last attempt: {e})"));
-    Some(format!(
-        "{} has changed since the mapping in force was loaded{}; the cards do not show the \
-         edit yet: run `tally map` to apply it (a running `tally run` applies edits as they are \
-         saved)",
-        path.display(),
-        failed.unwrap_or_default()
-    ))
 }
 
 /// The mapping file state as last recorded by any tally process.
