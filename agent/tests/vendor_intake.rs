@@ -950,12 +950,19 @@ fn binary_integration_add_prints_the_key_once_and_a_bad_import_exits_2() {
     assert!(data.accounts.is_empty() && data.usage.is_empty(), "{data:?}");
     drop(journal);
 
+    // A CSV vendor with nothing imported yet is sent to `tally import`, not to a partner key.
+    let check = tally(dir.path(), &["integration", "check", "backupco"]);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("nothing was imported for it yet: `tally import --vendor backupco"));
     // A vendor whose usage comes by CSV never calls, and its check does not fail for that.
     write(dir.path(), "good.csv", &format!("{HEADER}t-1,Contoso,Backup TB,2,eu\r\n"));
     let out = tally(dir.path(), &["import", "--vendor", "backupco", "good.csv"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let check = tally(dir.path(), &["integration", "check", "backupco"]);
-    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("partner key") && !stdout.contains("API base URL"), "{stdout}");
     // A vendor tally.toml does not name is sent to tally.toml, not to `integration add`.
     let check = tally(dir.path(), &["integration", "check", "nosuch"]);
     let stderr = String::from_utf8_lossy(&check.stderr);

@@ -46,6 +46,11 @@ pub enum IntegrationError {
     #[error("no integration named \"{name}\"; `tally integration add {name}` creates it")]
     Unknown { name: String },
     #[error(
+        "vendor \"{name}\" has source = \"csv\" and nothing was imported for it yet: `tally \
+         import --vendor {name} FILE.csv` brings its usage (it needs no partner key)"
+    )]
+    NothingImported { name: String },
+    #[error(
         "integration \"{name}\" was removed; `tally integration add {name}` brings it back with a \
          new key (its data was kept)"
     )]
@@ -394,6 +399,9 @@ pub fn check(
 ) -> Result<CheckReport, IntegrationError> {
     let tx = journal.read()?;
     let integration = tx.get(&INTEGRATIONS, name)?.ok_or_else(|| match config.vendor(name) {
+        Some(vendor) if vendor.source == VendorSource::Csv => {
+            IntegrationError::NothingImported { name: name.to_string() }
+        }
         Some(_) => IntegrationError::Unknown { name: name.to_string() },
         None => IntegrationError::NotConfigured {
             name: name.to_string(),
@@ -403,8 +411,15 @@ pub fn check(
     let contact: IntakeContact = tx.get(&INTAKE_CONTACTS, name)?.unwrap_or_default();
     let row = row(&tx, &integration)?;
     let called = integration.last_contact_at.is_some();
+    let csv = config.vendor(name).is_some_and(|v| v.source == VendorSource::Csv);
     let hint = if integration.removed_at.is_some() {
         Some(format!("removed; `tally integration add {name}` issues a new key"))
+    } else if csv && row.counts == 0 {
+        Some(format!("no usage imported yet: `tally import --vendor {name} FILE.csv` brings it"))
+    } else if csv && !row.configured {
+        Some("map at least one account and one service (`tally map unmapped`)".to_string())
+    } else if csv {
+        None
     } else if integration.key_hash.is_empty() {
         Some(format!(
             "no partner key yet (usage came by CSV import); `tally integration add {name}` makes \
@@ -496,7 +511,11 @@ pub fn run(ctx: &Ctx, cmd: &IntegrationCommand) -> anyhow::Result<ExitCode> {
             }
             // A vendor that pushes has not connected until it called; one whose usage comes
             // by CSV import never calls, and is not failing for it.
-            if !report.called && report.row.source == "push" {
+            let pushes = ctx
+                .config
+                .vendor(name)
+                .map_or(report.row.source == "push", |v| v.source == VendorSource::Push);
+            if !report.called && pushes {
                 return Ok(ExitCode::FAILURE);
             }
         }
