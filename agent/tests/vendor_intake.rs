@@ -759,9 +759,11 @@ fn csv_import_reads_bom_crlf_quoted_commas_and_configured_headers() {
     );
     assert_eq!(row.counts, 3);
 
-    // The import made a keyless integration; `add` gives it a key without replacing one.
+    // The import made a keyless integration, which needs mapping, not a key; `add` still gives
+    // it a key without replacing one.
     let report = integrations::check(&journal, &config, "backupco").unwrap();
-    assert!(report.hint.unwrap().contains("no partner key yet"));
+    let hint = report.hint.unwrap();
+    assert!(hint.contains("map at least one account") && !hint.contains("key"), "{hint}");
     let issued = integrations::add(&journal, &config, "backupco").unwrap();
     assert!(!issued.replaced);
     assert_eq!(integration_rows(&journal).unwrap()[0].status, "active");
