@@ -195,6 +195,12 @@ pub fn select(journal: &Journal, args: &ReportArgs) -> anyhow::Result<Vec<Card>>
     // zero-width character, in the PSA's name does not hide a company from `--company`.
     let folded = |name: &str| level1(name).to_lowercase();
     let needle = args.company.as_deref().map(folded);
+    if needle.as_deref() == Some("") {
+        return Err(UsageError(
+            "--company needs a name or id to look for; leave it out to see every company".into(),
+        )
+        .into());
+    }
     let mut cards: Vec<Card> = journal
         .read()?
         .values(&tables::CARDS, "")?
@@ -502,6 +508,14 @@ mod tests {
         assert_eq!(select(Some("Crescent Point")), ["3", "2"]);
         assert_eq!(select(Some("crescent\u{a0}\u{a0}point")), ["3", "2"]);
         assert_eq!(select(None), ["3", "2", "1"]);
+        let args = ReportArgs {
+            status: Vec::new(),
+            company: Some(" \u{a0}".into()),
+            sort: "company".into(),
+            history: false,
+        };
+        let error = super::select(&journal, &args).unwrap_err().to_string();
+        assert!(error.contains("--company needs a name or id"), "{error}");
     }
 
     #[test]

@@ -176,7 +176,20 @@ pub fn visible(name: &str) -> String {
         let hidden = (c.is_whitespace() && c != ' ')
             || is_zero_width(c)
             || c.is_control()
-            || matches!(c, '\u{00AD}' | '\u{2060}' | '\u{180E}' | '\u{202A}'..='\u{202E}');
+            || matches!(
+                c,
+                '\u{00AD}'
+                    | '\u{115F}'
+                    | '\u{1160}'
+                    | '\u{180E}'
+                    | '\u{200E}'
+                    | '\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2064}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{3164}'
+                    | '\u{FFA0}'
+            );
         if hidden {
             out.push_str(&format!("<U+{:04X}>", c as u32));
         } else {
@@ -250,5 +263,8 @@ mod tests {
         assert_eq!(visible("Contoso\u{00A0}Ltd"), "Contoso<U+00A0>Ltd");
         assert_eq!(visible("Contoso Ltd\u{200B}"), "Contoso Ltd<U+200B>");
         assert_eq!(visible("Contoso Ltd"), "Contoso Ltd");
+        // Direction marks and isolates, and fillers that render as nothing.
+        assert_eq!(visible("Ltd\u{200E}\u{2067}x\u{2069}"), "Ltd<U+200E><U+2067>x<U+2069>");
+        assert_eq!(visible("\u{3164}Contoso"), "<U+3164>Contoso");
     }
 }
