@@ -342,13 +342,13 @@ fn config_with_a_missing_secret_variable_names_line_key_and_variable() {
 fn plugin_settings_the_plugin_refuses_are_named_by_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        // The schema: a misspelled key, so a required one is missing; the section is named.
+        // The schema: a misspelled key, so a required one is missing; the misspelling's line.
         (
             "journal = \"j.redb\"\n[psa]\nplugin = \"connectwise\"\n\n[psa.settings]\nsite = \
              \"https://cw.example.com\"\ncompanyid = \"acme\"\npublic_key = \"p\"\nprivate_key = \
              \"k\"\nclient_id = \"c\"\n",
-            "tally.toml:5:",
-            "companyid",
+            "tally.toml:7:1: `psa.settings.companyid`",
+            "\"company_id\" is a required property",
         ),
         // The plugin itself: a site that is no address; the key is named.
         (

@@ -76,13 +76,21 @@ impl HostError {
     }
 
     /// The dotted setting a configuration error is about (`psa.settings.site`), or its
-    /// section (`psa.settings`).
-    pub fn setting_path(&self) -> Option<&str> {
+    /// section (`psa.settings`). A key the schema does not know is named itself, so that a
+    /// misspelling is found at its own line.
+    pub fn setting_path(&self) -> Option<String> {
         match self {
             HostError::Settings { problems, .. } => {
-                problems.first().and_then(|p| p.split_once(": ")).map(|(path, _)| path)
+                let unexpected = problems.iter().find_map(|p| {
+                    let (path, text) = p.split_once(": ")?;
+                    let name = text.split('\'').nth(1)?;
+                    text.contains("was unexpected").then(|| format!("{path}.{name}"))
+                });
+                unexpected.or_else(|| {
+                    problems.first().and_then(|p| p.split_once(": ")).map(|(path, _)| path.into())
+                })
             }
-            HostError::Config { error, .. } => error.field.as_deref(),
+            HostError::Config { error, .. } => error.field.clone(),
             _ => None,
         }
     }
