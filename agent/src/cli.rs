@@ -392,15 +392,15 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, bool)> {
             .into());
         }
     };
-    if !exists && required && cli.journal.is_none() && !matches!(cli.command, Command::Plugins) {
-        return Err(UsageError(format!(
-            "{} does not exist: check the path given by --config or TALLY_CONFIG, or run \
-             `tally init` to write a tally.toml",
-            path.display()
-        ))
-        .into());
-    }
     if !exists && cli.journal.is_none() && !matches!(cli.command, Command::Plugins) {
+        if required {
+            return Err(UsageError(format!(
+                "{} does not exist: check the path given by --config or TALLY_CONFIG, or run \
+                 `tally init` to write a tally.toml",
+                path.display()
+            ))
+            .into());
+        }
         return Err(UsageError(format!(
             "no {} in {}: pass --config FILE or set TALLY_CONFIG, or run `tally init` to write \
              one (with only --journal FILE, tally runs on that journal with default settings)",

@@ -492,7 +492,6 @@ fn substitute(
     Ok(out)
 }
 
-/// 1-based line and column of a byte offset.
 /// Where the dotted `key` (`psa.settings.site`) is written in the config file: the key itself,
 /// else the nearest table above it that is written; `(0, 0)` when the file does not say.
 pub fn locate(file: &Path, key: &str) -> (usize, usize) {
@@ -509,6 +508,7 @@ pub fn locate(file: &Path, key: &str) -> (usize, usize) {
     span.map(|s| line_col(&text, s.start)).unwrap_or((0, 0))
 }
 
+/// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];

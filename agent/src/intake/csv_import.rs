@@ -456,8 +456,6 @@ fn check(file: &str, bytes: &[u8], names: &CsvColumns) -> Result<Vec<Row>, Impor
     Ok(rows)
 }
 
-/// The 1-based line holding byte `offset`: CRLF, LF and lone CR all end a line. (The csv
-/// reader's own line count is off by one after CRLF line ends.)
 /// Where a quote that opens a field is never closed: the offset of that quote. Inside a
 /// quoted field `""` is a quote; a quote inside an unquoted field is text.
 fn unclosed_quote(bytes: &[u8]) -> Option<usize> {
@@ -485,6 +483,8 @@ fn unclosed_quote(bytes: &[u8]) -> Option<usize> {
     open
 }
 
+/// The 1-based line holding byte `offset`: CRLF, LF and lone CR all end a line. (The csv
+/// reader's own line count is off by one after CRLF line ends.)
 fn line_at(bytes: &[u8], offset: u64) -> u64 {
     let before = &bytes[..(offset as usize).min(bytes.len())];
     let ends = before
