@@ -77,7 +77,7 @@ pub fn open(config: &Config) -> anyhow::Result<PluginSession> {
     }
     PluginSession::open(plugin, &settings, SessionOptions::for_psa(psa)).map_err(|e| {
         if e.is_configuration() {
-            let key = e.setting_path().unwrap_or_else(|| "psa.settings".to_string());
+            let key = e.setting_path().unwrap_or("psa.settings").to_string();
             let (line, column) = crate::config::locate(&config.file, &key);
             anyhow::Error::new(ConfigError {
                 file: config.file.clone(),

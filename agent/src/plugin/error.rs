@@ -76,21 +76,14 @@ impl HostError {
     }
 
     /// The dotted setting a configuration error is about (`psa.settings.site`), or its
-    /// section (`psa.settings`). A key the schema does not know is named itself, so that a
-    /// misspelling is found at its own line.
-    pub fn setting_path(&self) -> Option<String> {
+    /// section (`psa.settings`): of several problems, the one that names a setting deepest.
+    pub fn setting_path(&self) -> Option<&str> {
         match self {
-            HostError::Settings { problems, .. } => {
-                let unexpected = problems.iter().find_map(|p| {
-                    let (path, text) = p.split_once(": ")?;
-                    let name = text.split('\'').nth(1)?;
-                    text.contains("was unexpected").then(|| format!("{path}.{name}"))
-                });
-                unexpected.or_else(|| {
-                    problems.first().and_then(|p| p.split_once(": ")).map(|(path, _)| path.into())
-                })
-            }
-            HostError::Config { error, .. } => error.field.clone(),
+            HostError::Settings { problems, .. } => problems
+                .iter()
+                .filter_map(|p| p.split_once(": ").map(|(path, _)| path))
+                .max_by_key(|path| path.matches('.').count()),
+            HostError::Config { error, .. } => error.field.as_deref(),
             _ => None,
         }
     }

@@ -469,6 +469,15 @@ fn settings_problems(
                 at.push('.');
                 at.push_str(&segment.replace("~1", "/").replace("~0", "~"));
             }
+            // A key the schema does not know is the setting at fault, not its section: named,
+            // a misspelling is found at its own line.
+            if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
+                error.kind()
+                && let Some(first) = unexpected.first()
+            {
+                at.push('.');
+                at.push_str(first);
+            }
             redactor.text(&format!("{at}: {error}"))
         })
         .collect()
