@@ -11,7 +11,7 @@
 //! to be committed (see `store::GroupCommit`) never leave a request slot idle.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -60,8 +60,8 @@ struct Counters {
     records: AtomicU64,
     changed: AtomicU64,
     retired: AtomicU64,
-    /// Set when a listing got no answer from the PSA after the host's retries.
-    no_answer: std::sync::OnceLock<String>,
+    /// Set when a listing got no definite answer from the PSA after the host's retries.
+    unanswered: AtomicBool,
 }
 
 /// The key of a stream's state: its name, or `name<SEP>parent` for a child stream.
@@ -117,7 +117,7 @@ async fn run_streams(
         records: AtomicU64::new(0),
         changed: AtomicU64::new(0),
         retired: AtomicU64::new(0),
-        no_answer: std::sync::OnceLock::new(),
+        unanswered: AtomicBool::new(false),
     };
 
     let handshake = psa.handshake().clone();
@@ -145,7 +145,7 @@ async fn run_streams(
     // A PSA that gives the first listing no usable answer, after the retries, is down, in
     // maintenance or out of reach: asking again for every other listing (thousands, for a
     // large MSP) would only take minutes and say the same thing thousands of times.
-    if counters.no_answer.get().is_some() {
+    if counters.unanswered.load(Ordering::Relaxed) {
         tally(&mut report, results);
         report.streams_incomplete += rest.len() as u32;
         let why = format!(
@@ -479,15 +479,8 @@ async fn list_stream_from<P: Psa>(
             count(ended.page);
             match (result, ended.finish) {
                 (Err(error), _) => {
-                    // No answer, or only answers to try again later (a 503 of maintenance, a
-                    // proxy in front of a PSA that is down), after the host's retries.
-                    let unanswered = match &error {
-                        PsaError::Transport(_) => true,
-                        PsaError::Plugin(e) => e.retryable,
-                        PsaError::Host(_) => false,
-                    };
-                    if unanswered {
-                        let _ = counters.no_answer.set(error.to_string());
+                    if error.unanswered() {
+                        counters.unanswered.store(true, Ordering::Relaxed);
                     }
                     Err(anyhow::anyhow!(describe(&shown, &error)))
                 }

@@ -22,13 +22,20 @@ pub enum PsaError {
 }
 
 impl PsaError {
-    /// Whether a write that failed this way may nevertheless have been applied.
-    pub fn outcome_unknown(&self) -> bool {
+    /// Whether the PSA gave no definite answer: none at all, or only "try again later" (a 503
+    /// of maintenance, a proxy in front of a PSA that is down), after the host's retries.
+    pub fn unanswered(&self) -> bool {
         match self {
             PsaError::Transport(_) => true,
             PsaError::Plugin(e) => e.retryable,
             PsaError::Host(_) => false,
         }
+    }
+
+    /// Whether a write that failed this way may nevertheless have been applied: the PSA never
+    /// said it was not.
+    pub fn outcome_unknown(&self) -> bool {
+        self.unanswered()
     }
 }
 
