@@ -970,4 +970,14 @@ fn binary_integration_add_prints_the_key_once_and_a_bad_import_exits_2() {
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("vendor \"nosuch\" is not configured in"), "{stderr}");
+
+    // A vendor that began by pushing and now comes by CSV is checked as CSV, as configured.
+    let switched = CONFIG
+        .replace("name = \"safedns\"\nsource = \"push\"", "name = \"safedns\"\nsource = \"csv\"");
+    assert_ne!(switched, CONFIG);
+    write(dir.path(), "tally.toml", &switched);
+    let check = tally(dir.path(), &["integration", "check", "safedns"]);
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("integration:   safedns (csv)"), "{stdout}");
 }

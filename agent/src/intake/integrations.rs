@@ -409,9 +409,13 @@ pub fn check(
         },
     })?;
     let contact: IntakeContact = tx.get(&INTAKE_CONTACTS, name)?.unwrap_or_default();
-    let row = row(&tx, &integration)?;
+    let mut row = row(&tx, &integration)?;
+    // How usage arrives is what tally.toml says now, whatever the integration began as.
+    if let Some(vendor) = config.vendor(name) {
+        row.source = source_word(vendor.source).to_string();
+    }
     let called = integration.last_contact_at.is_some();
-    let csv = config.vendor(name).is_some_and(|v| v.source == VendorSource::Csv);
+    let csv = row.source == source_word(VendorSource::Csv);
     let hint = if integration.removed_at.is_some() {
         Some(format!("removed; `tally integration add {name}` issues a new key"))
     } else if csv && row.counts == 0 {
@@ -511,11 +515,7 @@ pub fn run(ctx: &Ctx, cmd: &IntegrationCommand) -> anyhow::Result<ExitCode> {
             }
             // A vendor that pushes has not connected until it called; one whose usage comes
             // by CSV import never calls, and is not failing for it.
-            let pushes = ctx
-                .config
-                .vendor(name)
-                .map_or(report.row.source == "push", |v| v.source == VendorSource::Push);
-            if !report.called && pushes {
+            if !report.called && report.row.source == source_word(VendorSource::Push) {
                 return Ok(ExitCode::FAILURE);
             }
         }
