@@ -265,6 +265,32 @@ pub struct Card {
     pub computed_at: Millis,
 }
 
+#[cfg(test)]
+impl Card {
+    /// A `match` card under `key` with nothing else filled in, for tests to build on.
+    pub fn blank(key: &str) -> Card {
+        Card {
+            id: crate::reconcile::card_id(key),
+            key: key.into(),
+            company_id: String::new(),
+            company_name: String::new(),
+            product_id: String::new(),
+            product_name: String::new(),
+            vendor_quantity: None,
+            psa_quantity: None,
+            target: None,
+            status: CardStatus::Match,
+            line_id: None,
+            agreement_id: None,
+            unit_price: None,
+            sources: Vec::new(),
+            notes: Vec::new(),
+            decision: Decision::None,
+            computed_at: 0,
+        }
+    }
+}
+
 /// An approval given with `tally approve`, for one card and one target quantity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {

@@ -955,25 +955,7 @@ mod tests {
     }
 
     fn card(key: &str) -> Card {
-        Card {
-            id: card_id(key),
-            key: key.into(),
-            company_id: String::new(),
-            company_name: String::new(),
-            product_id: String::new(),
-            product_name: String::new(),
-            vendor_quantity: None,
-            psa_quantity: None,
-            target: None,
-            status: CardStatus::Match,
-            line_id: None,
-            agreement_id: None,
-            unit_price: None,
-            sources: Vec::new(),
-            notes: Vec::new(),
-            decision: Decision::None,
-            computed_at: 0,
-        }
+        Card::blank(key)
     }
 
     fn stored_keys(journal: &Journal) -> Vec<String> {

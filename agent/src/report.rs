@@ -455,23 +455,11 @@ mod tests {
 
     fn card(id: &str, company: &str) -> Card {
         Card {
-            id: format!("c-{id}"),
-            key: tables::key2(id, "9"),
             company_id: id.to_string(),
             company_name: company.to_string(),
             product_id: "9".into(),
             product_name: "SafeDNS seat".into(),
-            vendor_quantity: Some(Decimal::ONE),
-            psa_quantity: Some(Decimal::ONE),
-            target: Some(Decimal::ONE),
-            status: CardStatus::Match,
-            line_id: None,
-            agreement_id: None,
-            unit_price: None,
-            sources: Vec::new(),
-            notes: Vec::new(),
-            decision: Decision::None,
-            computed_at: 0,
+            ..Card::blank(&tables::key2(id, "9"))
         }
     }
 

@@ -235,14 +235,7 @@ fn the_next_page_comes_from_the_link_and_no_next_link_ends_the_listing() {
 #[test]
 fn billing_lines_are_listed_under_their_agreement() {
     let plugin = open(settings());
-    let operation = Operation::List {
-        stream: "billing_lines".into(),
-        mode: ListMode::Full,
-        checkpoint: None,
-        parent_id: Some("5001".into()),
-        lookback_seconds: 0,
-    };
-    let mut machine = start(&plugin, operation);
+    let mut machine = start(&plugin, lines_of("5001"));
     let run = drive(&mut *machine, |request: &HttpRequest| {
         assert_eq!(
             request.url,

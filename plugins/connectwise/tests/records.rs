@@ -236,14 +236,7 @@ fn c15_decimal_quantities_are_read_exactly_as_written() {
         {"id": 4, "product": {"id": 9}, "quantity": "2.50", "unitPrice": null}
     ]"#;
     let plugin = open(settings());
-    let operation = Operation::List {
-        stream: "billing_lines".into(),
-        mode: ListMode::Full,
-        checkpoint: None,
-        parent_id: Some("5001".into()),
-        lookback_seconds: 0,
-    };
-    let mut machine = start(&plugin, operation);
+    let mut machine = start(&plugin, lines_of("5001"));
     let run = drive(&mut *machine, |_| ok(body));
     let found: Vec<(String, Option<String>, Option<String>)> = run
         .records()
@@ -316,43 +309,25 @@ fn a_row_that_cannot_be_read_fails_the_page_and_gives_no_records() {
         json!([{"id": 1, "product": {"id": 9}, "quantity": 2, "effectiveDate": "soon"}]),
         json!(["not an object"]),
     ];
-    for rows in bad_rows {
+    // The failure `operation` ends in when its one page is `body`.
+    let refused = |operation: Operation, body: String| {
         let plugin = open(settings());
-        let operation = Operation::List {
-            stream: "billing_lines".into(),
-            mode: ListMode::Full,
-            checkpoint: None,
-            parent_id: Some("5001".into()),
-            lookback_seconds: 0,
-        };
         let mut machine = start(&plugin, operation);
         let _ = sent(machine.step(StepInput::Start));
-        let error = failed(respond(&mut *machine, ok(rows.to_string())));
+        failed(respond(&mut *machine, ok(body)))
+    };
+    for rows in bad_rows {
+        let error = refused(lines_of("5001"), rows.to_string());
         assert_eq!(error.kind, ErrorKind::MalformedResponse, "{rows}");
         assert!(!error.retryable, "{rows}: the data, not the transfer, is at fault");
     }
 
-    let error = {
-        let plugin = open(settings());
-        let mut machine = start(&plugin, list("agreements", ListMode::Full, None));
-        let _ = sent(machine.step(StepInput::Start));
-        failed(respond(&mut *machine, ok(r#"[{"id": 5, "name": "No company"}]"#)))
-    };
+    let body = r#"[{"id": 5, "name": "No company"}]"#;
+    let error = refused(list("agreements", ListMode::Full, None), body.to_string());
     assert!(error.message.contains("agreement 5"), "{}", error.message);
 
-    let error = {
-        let plugin = open(settings());
-        let operation = Operation::List {
-            stream: "billing_lines".into(),
-            mode: ListMode::Full,
-            checkpoint: None,
-            parent_id: Some("5001".into()),
-            lookback_seconds: 0,
-        };
-        let mut machine = start(&plugin, operation);
-        let _ = sent(machine.step(StepInput::Start));
-        failed(respond(&mut *machine, ok(r#"[{"id": 7, "product": "SAFEDNS", "quantity": 2}]"#)))
-    };
+    let body = r#"[{"id": 7, "product": "SAFEDNS", "quantity": 2}]"#;
+    let error = refused(lines_of("5001"), body.to_string());
     assert!(
         error.message.contains("row 7") && error.message.contains(r#"a reference such as {"id""#),
         "{}",

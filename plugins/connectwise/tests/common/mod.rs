@@ -79,6 +79,17 @@ pub fn list(stream: &str, mode: ListMode, checkpoint: Option<Checkpoint>) -> Ope
     }
 }
 
+/// A full listing of one agreement's billing lines (its additions).
+pub fn lines_of(agreement: &str) -> Operation {
+    Operation::List {
+        stream: "billing_lines".to_string(),
+        mode: ListMode::Full,
+        checkpoint: None,
+        parent_id: Some(agreement.to_string()),
+        lookback_seconds: 0,
+    }
+}
+
 pub fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     match std::fs::read_to_string(&path) {
